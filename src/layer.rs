@@ -1,0 +1,258 @@
+//! Layers: a list of store paths, and the digests of the tar they produce.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread;
+
+use oci_spec::image::{Digest, History, MediaType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hash::HashingWriter;
+use crate::tar::{PathSpec, write_tar};
+
+/// Size of the chunks a regenerated blob is handed over in.
+const STREAM_CHUNK_SIZE: usize = 256 * 1024;
+
+/// Chunks buffered between the thread producing a blob and its reader.
+const STREAM_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// One layer of an image, as recorded in layer and image JSON.
+///
+/// The blob fields (`digest`, `size`, `media_type`) describe the bytes a
+/// registry stores; `diff_id` and `tar_size` describe the uncompressed tar.
+/// For an uncompressed layer both pairs are equal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// Digest of the blob (the tar, possibly compressed).
+    pub digest: Digest,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// Media type of the blob.
+    pub media_type: MediaType,
+    /// Digest of the uncompressed tar: the image config's `rootfs.diff_ids`.
+    pub diff_id: Digest,
+    /// Size of the uncompressed tar in bytes.
+    pub tar_size: u64,
+    /// The roots the tar is made of, with their options.
+    pub paths: Vec<PathSpec>,
+    /// The image history entry for this layer.
+    pub history: History,
+}
+
+impl Layer {
+    /// Computes the layer for `paths` by streaming its tar through a hasher;
+    /// nothing is written to disk.
+    pub fn compute(paths: Vec<PathSpec>, history: History) -> Result<Layer> {
+        let mut hasher = HashingWriter::new(io::sink());
+        write_tar(&paths, &mut hasher)?;
+        let (digest, size, _) = hasher.finish();
+        Ok(Layer {
+            digest: digest.clone(),
+            size,
+            media_type: MediaType::ImageLayer,
+            diff_id: digest,
+            tar_size: size,
+            paths,
+            history,
+        })
+    }
+
+    /// The store path that best identifies the layer in messages.
+    pub fn first_path(&self) -> &Path {
+        self.paths
+            .first()
+            .map_or(Path::new("(empty layer)"), |p| p.path.as_path())
+    }
+
+    /// Writes the uncompressed tar to `out`, failing with
+    /// [`Error::DigestMismatch`] when it does not hash to `diff_id`. The
+    /// bytes are written before the check can fail, so callers must treat
+    /// what they wrote as incomplete until this returns `Ok`.
+    pub fn write_tar<W: Write>(&self, out: W) -> Result<()> {
+        let mut hasher = HashingWriter::new(out);
+        write_tar(&self.paths, &mut hasher)?;
+        let (found, _, _) = hasher.finish();
+        if found != self.diff_id {
+            return Err(Error::DigestMismatch {
+                store_path: self.first_path().to_path_buf(),
+                expected: self.diff_id.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A reader over the uncompressed tar, produced on another thread. The
+    /// reader fails instead of reaching the end when the bytes do not match
+    /// `diff_id`.
+    pub fn tar_reader(&self) -> BlobReader {
+        let layer = self.clone();
+        BlobReader::spawn(move |out| layer.write_tar(out))
+    }
+
+    /// A reader over the blob as a registry stores it.
+    pub fn blob_reader(&self) -> BlobReader {
+        self.tar_reader()
+    }
+}
+
+/// A blob being produced on another thread.
+///
+/// Errors of the producer (a missing store path, a digest mismatch) surface
+/// as an I/O error of kind `Other` whose inner error is the [`Error`]; use
+/// [`BlobReader::into_error`] to get it back.
+pub struct BlobReader {
+    chunks: Receiver<Result<Vec<u8>>>,
+    current: io::Cursor<Vec<u8>>,
+}
+
+impl BlobReader {
+    fn spawn(produce: impl FnOnce(&mut ChunkWriter) -> Result<()> + Send + 'static) -> BlobReader {
+        let (sender, chunks) = sync_channel(STREAM_CHUNKS_IN_FLIGHT);
+        thread::spawn(move || {
+            let mut writer = ChunkWriter {
+                sender,
+                buffer: Vec::with_capacity(STREAM_CHUNK_SIZE),
+            };
+            let result = produce(&mut writer).and_then(|()| writer.flush_chunk());
+            if let Err(e) = result {
+                // The reader may be gone already; nobody is left to tell.
+                let _ = writer.sender.send(Err(e));
+            }
+        });
+        BlobReader {
+            chunks,
+            current: io::Cursor::new(Vec::new()),
+        }
+    }
+
+    /// Turns an error returned by [`Read::read`] back into the library error
+    /// it carries.
+    pub fn into_error(error: io::Error) -> Error {
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<ErrorCarrier>())
+        {
+            Some(_) => {
+                *error
+                    .into_inner()
+                    .expect("checked above")
+                    .downcast::<ErrorCarrier>()
+                    .expect("checked above")
+                    .0
+            }
+            None => Error::Output(error),
+        }
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.current.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) => self.current = io::Cursor::new(chunk),
+                Ok(Err(e)) => return Err(io::Error::other(ErrorCarrier(Box::new(e)))),
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
+/// An [`Error`] travelling inside an `io::Error`.
+#[derive(Debug)]
+struct ErrorCarrier(Box<Error>);
+
+impl std::fmt::Display for ErrorCarrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ErrorCarrier {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
+struct ChunkWriter {
+    sender: SyncSender<Result<Vec<u8>>>,
+    buffer: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(STREAM_CHUNK_SIZE));
+        self.sender.send(Ok(chunk)).map_err(|_| {
+            Error::Output(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "blob reader dropped",
+            ))
+        })
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(STREAM_CHUNK_SIZE - self.buffer.len());
+        self.buffer.extend_from_slice(&buf[..n]);
+        if self.buffer.len() == STREAM_CHUNK_SIZE {
+            self.flush_chunk()
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "blob reader dropped"))?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The history entry upstream gives every layer by default.
+pub fn default_history() -> History {
+    let mut history = History::default();
+    history.set_created_by(Some("nix2container".to_owned()));
+    history
+}
+
+/// Reads a `--paths` file: a JSON list of [`PathSpec`]s.
+pub fn read_path_specs(path: &Path) -> Result<Vec<PathSpec>> {
+    let bytes = std::fs::read(path).map_err(Error::io("reading", path))?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        what: "paths file (a JSON list of {\"path\", \"rewrite\"?, \"perms\"?})",
+        path: PathBuf::from(path),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_streams_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), vec![7u8; 600_000]).unwrap();
+        let layer = Layer::compute(vec![PathSpec::plain(dir.path())], default_history()).unwrap();
+        let mut bytes = Vec::new();
+        layer.tar_reader().read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, layer.tar_size);
+        assert_eq!(crate::hash::sha256_of(&bytes), layer.diff_id);
+
+        std::fs::write(dir.path().join("f"), vec![8u8; 600_000]).unwrap();
+        let err = layer.tar_reader().read_to_end(&mut Vec::new()).unwrap_err();
+        match BlobReader::into_error(err) {
+            Error::DigestMismatch { store_path, .. } => assert_eq!(store_path, dir.path()),
+            other => panic!("expected a digest mismatch, got {other}"),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The command line's behaviour on good and bad input.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::compression::Compression;
 use crate::image::Image;
 use crate::layer::{Layer, default_history, read_path_specs};
 use crate::transport::{self, CopyOptions, Destination};
@@ -143,7 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let destination: Destination = destination.parse()?;
             let opened = Image::from_file(&image)?;
             transport::copy(&opened, &destination, &CopyOptions { quiet })
-                .with_context(|| format!("while copying {} to {destination:?}", image.display()))
+                .with_context(|| format!("while copying {} to {destination}", image.display()))
         }
         Command::Inspect {
             image,
@@ -163,7 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::TarDigest { paths } => {
             let specs = read_path_specs(&paths)?;
-            let layer = Layer::compute(specs, default_history())
+            let layer = Layer::compute(specs, default_history(), Compression::None)
                 .with_context(|| format!("while computing the tar of {}", paths.display()))?;
             println!("{} {}", layer.diff_id, layer.tar_size);
             Ok(())
@@ -176,11 +177,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     "refusing to write a tar to a terminal; redirect standard output to a file or a pipe"
                 );
             }
-            tar::write_tar(
-                &specs,
-                std::io::BufWriter::with_capacity(1 << 20, stdout.lock()),
-            )
-            .with_context(|| format!("while writing the tar of {}", paths.display()))
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            tar::write_tar(&specs, &mut out)
+                .with_context(|| format!("while writing the tar of {}", paths.display()))?;
+            Ok(out.flush()?)
         }
         Command::NixBuilder(command) => Ok(match command {
             BuilderCommand::Layers => nix_builder::build_layers(),

@@ -167,7 +167,11 @@ mod tests {
         ];
         for (content, message) in cases {
             std::fs::write(&path, content).unwrap();
-            let err = ImageDocument::from_file(&path).unwrap_err().to_string();
+            let err = ImageDocument::from_file(&path).unwrap_err();
+            let err = match std::error::Error::source(&err) {
+                Some(source) => format!("{err}: {source}"),
+                None => err.to_string(),
+            };
             assert!(err.contains(message), "{content}: {err}");
         }
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// An I/O operation on a named path failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done, e.g. "reading".
         action: &'static str,
@@ -22,11 +22,11 @@ pub enum Error {
     },
 
     /// Writing an output stream failed.
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Output(#[source] std::io::Error),
 
     /// A JSON document could not be parsed.
-    #[error("{} is not a valid {what}: {source}", path.display())]
+    #[error("{} is not a valid {what}", path.display())]
     Json {
         /// The kind of document expected, e.g. "image JSON".
         what: &'static str,
@@ -55,7 +55,7 @@ pub enum Error {
     },
 
     /// A regular expression in a rewrite or perms entry does not compile.
-    #[error("invalid regex {regex:?} for {}: {source}", path.display())]
+    #[error("invalid regex {regex:?} for {}", path.display())]
     Regex {
         /// The expression as given.
         regex: String,
@@ -120,6 +120,20 @@ pub enum Error {
         expected: String,
         /// The digest of the bytes produced now.
         found: String,
+    },
+
+    /// A blob came out with another size than the image records.
+    #[error(
+        "blob {digest} was regenerated as {found} bytes, but the image records {expected}; \
+         the image JSON does not match the store (rebuild it)"
+    )]
+    BlobSizeMismatch {
+        /// The blob's digest.
+        digest: String,
+        /// The size in the image JSON.
+        expected: u64,
+        /// The number of bytes produced now.
+        found: u64,
     },
 
     /// A blob was asked for that the image does not contain.

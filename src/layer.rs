@@ -8,6 +8,8 @@ use std::thread;
 use oci_spec::image::{Digest, History, MediaType};
 use serde::{Deserialize, Serialize};
 
+use crate::compression::Compression;
+
 use crate::error::{Error, Result};
 use crate::hash::HashingWriter;
 use crate::tar::{PathSpec, write_tar};
@@ -32,6 +34,9 @@ pub struct Layer {
     pub size: u64,
     /// Media type of the blob.
     pub media_type: MediaType,
+    /// How the blob is compressed; absent for an uncompressed layer.
+    #[serde(default, skip_serializing_if = "Compression::is_none")]
+    pub compression: Compression,
     /// Digest of the uncompressed tar: the image config's `rootfs.diff_ids`.
     pub diff_id: Digest,
     /// Size of the uncompressed tar in bytes.
@@ -43,18 +48,24 @@ pub struct Layer {
 }
 
 impl Layer {
-    /// Computes the layer for `paths` by streaming its tar through a hasher;
+    /// Computes the layer for `paths` by streaming its tar through a hasher,
+    /// and through the compressor and a second hasher in the same pass;
     /// nothing is written to disk.
-    pub fn compute(paths: Vec<PathSpec>, history: History) -> Result<Layer> {
-        let mut hasher = HashingWriter::new(io::sink());
-        write_tar(&paths, &mut hasher)?;
-        let (digest, size, _) = hasher.finish();
+    pub fn compute(
+        paths: Vec<PathSpec>,
+        history: History,
+        compression: Compression,
+    ) -> Result<Layer> {
+        let (diff_id, tar_size, blob) =
+            produce(&paths, &compression, HashingWriter::new(io::sink()))?;
+        let (digest, size, _) = blob.finish();
         Ok(Layer {
-            digest: digest.clone(),
+            digest,
             size,
-            media_type: MediaType::ImageLayer,
-            diff_id: digest,
-            tar_size: size,
+            media_type: compression.media_type(),
+            compression,
+            diff_id,
+            tar_size,
             paths,
             history,
         })
@@ -72,17 +83,28 @@ impl Layer {
     /// bytes are written before the check can fail, so callers must treat
     /// what they wrote as incomplete until this returns `Ok`.
     pub fn write_tar<W: Write>(&self, out: W) -> Result<()> {
-        let mut hasher = HashingWriter::new(out);
-        write_tar(&self.paths, &mut hasher)?;
-        let (found, _, _) = hasher.finish();
-        if found != self.diff_id {
-            return Err(Error::DigestMismatch {
-                store_path: self.first_path().to_path_buf(),
-                expected: self.diff_id.to_string(),
-                found: found.to_string(),
-            });
+        let (found, _, _) = produce(&self.paths, &Compression::None, out)?;
+        self.check(&self.diff_id, found)
+    }
+
+    /// Writes the blob (the tar, compressed as recorded) to `out`, checking
+    /// both the tar's and the blob's digests, with the same caveat as
+    /// [`Layer::write_tar`].
+    pub fn write_blob<W: Write>(&self, out: W) -> Result<()> {
+        let (diff_id, _, blob) = produce(&self.paths, &self.compression, HashingWriter::new(out))?;
+        self.check(&self.diff_id, diff_id)?;
+        self.check(&self.digest, blob.finish().0)
+    }
+
+    fn check(&self, expected: &Digest, found: Digest) -> Result<()> {
+        if found == *expected {
+            return Ok(());
         }
-        Ok(())
+        Err(Error::DigestMismatch {
+            store_path: self.first_path().to_path_buf(),
+            expected: expected.to_string(),
+            found: found.to_string(),
+        })
     }
 
     /// A reader over the uncompressed tar, produced on another thread. The
@@ -93,9 +115,11 @@ impl Layer {
         BlobReader::spawn(move |out| layer.write_tar(out))
     }
 
-    /// A reader over the blob as a registry stores it.
+    /// A reader over the blob as a registry stores it, verified like
+    /// [`Layer::tar_reader`].
     pub fn blob_reader(&self) -> BlobReader {
-        self.tar_reader()
+        let layer = self.clone();
+        BlobReader::spawn(move |out| layer.write_blob(out))
     }
 }
 
@@ -217,6 +241,19 @@ impl Write for ChunkWriter {
     }
 }
 
+/// Writes the tar of `paths` through `compression` into `out`; returns the
+/// tar's digest and size, and `out`.
+fn produce<W: Write>(
+    paths: &[PathSpec],
+    compression: &Compression,
+    out: W,
+) -> Result<(Digest, u64, W)> {
+    let mut tar = HashingWriter::new(compression.encoder(out)?);
+    write_tar(paths, &mut tar)?;
+    let (digest, size, encoder) = tar.finish();
+    Ok((digest, size, encoder.finish()?))
+}
+
 /// The history entry upstream gives every layer by default.
 pub fn default_history() -> History {
     let mut history = History::default();
@@ -242,11 +279,21 @@ mod tests {
     fn reader_streams_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), vec![7u8; 600_000]).unwrap();
-        let layer = Layer::compute(vec![PathSpec::plain(dir.path())], default_history()).unwrap();
+        let layer = Layer::compute(
+            vec![PathSpec::plain(dir.path())],
+            default_history(),
+            Compression::Gzip { level: 6 },
+        )
+        .unwrap();
         let mut bytes = Vec::new();
         layer.tar_reader().read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes.len() as u64, layer.tar_size);
         assert_eq!(crate::hash::sha256_of(&bytes), layer.diff_id);
+        let mut blob = Vec::new();
+        layer.blob_reader().read_to_end(&mut blob).unwrap();
+        assert_eq!(blob.len() as u64, layer.size);
+        assert_eq!(crate::hash::sha256_of(&blob), layer.digest);
+        assert_ne!(layer.digest, layer.diff_id);
 
         std::fs::write(dir.path().join("f"), vec![8u8; 600_000]).unwrap();
         let err = layer.tar_reader().read_to_end(&mut Vec::new()).unwrap_err();

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod closure;
+pub mod compression;
 pub mod document;
 pub mod error;
 pub mod hash;

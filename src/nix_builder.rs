@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::closure::{ClosureEntry, popularity_order, split_for_layers};
+use crate::compression::Compression;
 use crate::document::{
     IMAGE_VERSION, ImageDocument, LAYERS_FILE_NAME, LAYERS_VERSION, LayersDocument,
     canonical_json_pretty,
@@ -69,6 +70,10 @@ struct LayerAttrs {
     layers: Vec<PathBuf>,
     #[serde(default)]
     metadata: Option<History>,
+    /// `gzip`, `zstd` or `none`.
+    compression: String,
+    #[serde(default)]
+    compression_level: Option<i64>,
 }
 
 /// A `perms` element: the store path it applies to, and the perm itself.
@@ -145,10 +150,11 @@ fn plan_and_compute_layers(attrs: LayerAttrs) -> Result<LayersDocument> {
         .filter(|spec| !inherited.contains(spec))
         .collect();
 
+    let compression = Compression::from_name(&attrs.compression, attrs.compression_level)?;
     let history = attrs.metadata.unwrap_or_else(default_history);
     let layers = split_for_layers(specs, attrs.max_layers)
         .into_par_iter()
-        .map(|paths| Layer::compute(paths, history.clone()))
+        .map(|paths| Layer::compute(paths, history.clone(), compression))
         .collect::<Result<Vec<_>>>()?;
     Ok(LayersDocument {
         version: LAYERS_VERSION,

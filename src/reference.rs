@@ -179,7 +179,9 @@ mod tests {
     #[test]
     fn parse_table() {
         let digest = "sha256:".to_owned() + &"a".repeat(64);
-        let cases: Vec<(String, Option<(Option<&str>, &str, Option<&str>)>)> = vec![
+        // Input, then the expected (domain, repository, tag), or None.
+        type Parts<'a> = Option<(Option<&'a str>, &'a str, Option<&'a str>)>;
+        let cases: Vec<(String, Parts)> = vec![
             ("hello".into(), Some((None, "hello", None))),
             ("hello:latest".into(), Some((None, "hello", Some("latest")))),
             ("lab/hello:v1".into(), Some((None, "lab/hello", Some("v1")))),

@@ -217,7 +217,8 @@ impl Tree {
     }
 
     /// Writes the tar stream, ending with two zero blocks and no further
-    /// padding.
+    /// padding. `out` is not flushed: a compressor behind it would emit a
+    /// flush marker.
     pub fn write<W: Write>(&self, mut out: W) -> Result<()> {
         let mut emitter = Emitter {
             specs: &self.specs,

@@ -9,13 +9,30 @@
 //! | `oci-archive:FILE[:TAG]` | an OCI image layout in a tar file |
 //! | `docker-archive:FILE[:NAME[:TAG]]` | a `docker save` tar; FILE `-` is stdout |
 //! | `docker-daemon:NAME[:TAG]` | a Docker Engine, through its API socket |
+//!
+//! Layers are never staged: each is regenerated from the store while it is
+//! written, and a copy that fails (a store file changed, the disk is full,
+//! the daemon refuses) leaves nothing behind that looks complete. See
+//! [`blob`] for how that is enforced and [`archive`] for the streaming tar
+//! all archive-shaped destinations share.
 
-use std::path::PathBuf;
+mod archive;
+mod blob;
+mod daemon;
+mod docker;
+mod file;
+mod oci;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::reference::Reference;
+
+use self::archive::ArchiveStream;
+use self::blob::Blob;
 
 /// Where an image is copied to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +99,51 @@ impl FromStr for Destination {
                 let (file, reference) = path_and_rest(details)?;
                 Ok(Destination::DockerArchive {
                     file: (file.as_os_str() != "-").then_some(file),
-                    reference: reference.map(|r| r.parse()).transpose()?,
+                    reference: reference.map(|r| docker_name(&r)).transpose()?,
                 })
             }
             "docker-daemon" => Ok(Destination::DockerDaemon {
-                reference: details.parse()?,
+                reference: docker_name(details)?,
             }),
             _ => Err(unsupported()),
+        }
+    }
+}
+
+/// Parses the name an image gets in Docker: a tag, never a digest, since
+/// Docker names images by tag and computes digests itself.
+fn docker_name(s: &str) -> Result<Reference> {
+    let reference: Reference = s.parse()?;
+    if reference.digest().is_some() {
+        return Err(Error::Destination(format!(
+            "invalid image name {s:?} for Docker: it cannot carry a digest; use NAME[:TAG]"
+        )));
+    }
+    Ok(reference)
+}
+
+impl fmt::Display for Destination {
+    /// Writes the destination back in the syntax it was parsed from.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let with_tag = |f: &mut fmt::Formatter<'_>, tag: &Option<String>| match tag {
+            Some(tag) => write!(f, ":{tag}"),
+            None => Ok(()),
+        };
+        match self {
+            Destination::OciLayout { dir, tag } => {
+                write!(f, "oci:{}", dir.display())?;
+                with_tag(f, tag)
+            }
+            Destination::OciArchive { file, tag } => {
+                write!(f, "oci-archive:{}", file.display())?;
+                with_tag(f, tag)
+            }
+            Destination::DockerArchive { file, reference } => {
+                let file = file.as_deref().unwrap_or("-".as_ref());
+                write!(f, "docker-archive:{}", file.display())?;
+                with_tag(f, &reference.as_ref().map(Reference::to_string))
+            }
+            Destination::DockerDaemon { reference } => write!(f, "docker-daemon:{reference}"),
         }
     }
 }
@@ -101,9 +156,90 @@ pub struct CopyOptions {
 }
 
 /// Copies `image` to `destination`.
+///
+/// On failure nothing that looks like a complete image is left: files are
+/// written under temporary names and renamed last, a layout directory gets
+/// back the contents it had, and a daemon's load request is aborted.
 pub fn copy(image: &Image, destination: &Destination, options: &CopyOptions) -> Result<()> {
-    let _ = (image, destination, options);
-    Err(Error::Destination("copying is not implemented yet".into()))
+    let progress = Progress {
+        quiet: options.quiet,
+    };
+    match destination {
+        Destination::OciLayout { dir, tag } => {
+            oci::write_layout(image, dir, tag.as_deref(), progress)?;
+        }
+        Destination::OciArchive { file, tag } => {
+            let entries = oci::archive_entries(image, tag.as_deref());
+            write_archive(ArchiveStream::new(image, entries, progress), Some(file))?;
+        }
+        Destination::DockerArchive { file, reference } => {
+            let entries = docker::archive_entries(image, reference.as_ref());
+            write_archive(
+                ArchiveStream::new(image, entries, progress),
+                file.as_deref(),
+            )?;
+        }
+        Destination::DockerDaemon { reference } => daemon::load(image, reference, progress)?,
+    }
+    progress.line(format_args!(
+        "copied image {} to {destination}",
+        image.config_descriptor().digest()
+    ));
+    Ok(())
+}
+
+/// Writes an archive to `file`, or to standard output if `None`.
+fn write_archive(stream: ArchiveStream, file: Option<&Path>) -> Result<()> {
+    let failure = stream.failure();
+    match file {
+        Some(file) => file::write_atomically(file, stream, &failure),
+        None => file::write_stdout(stream, &failure),
+    }
+}
+
+/// Progress lines on standard error (standard output may carry an archive).
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    quiet: bool,
+}
+
+impl Progress {
+    fn line(self, line: fmt::Arguments<'_>) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    fn copying(self, blob: &Blob) {
+        self.line(format_args!(
+            "copying {} {} ({})",
+            blob.kind,
+            blob.digest,
+            human_size(blob.size)
+        ));
+    }
+
+    fn present(self, blob: &Blob) {
+        self.line(format_args!(
+            "skipping {} {} (already present)",
+            blob.kind, blob.digest
+        ));
+    }
+}
+
+/// `1234567` → `1.2 MiB`: binary units, one decimal above bytes.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -165,11 +301,41 @@ mod tests {
             "oci:",
             "docker-daemon:Bad",
             "docker-archive::x",
+            "docker-daemon:hello@sha256:0123456789012345678901234567890123456789012345678901234567890123",
         ] {
             assert!(
                 bad.parse::<Destination>().is_err(),
                 "{bad} should not parse"
             );
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for input in [
+            "oci:out",
+            "oci:out:v1",
+            "oci-archive:x.tar:v1",
+            "docker-archive:-",
+            "docker-archive:a.tar:lab/hello:v1",
+            "docker-daemon:localhost:5000/hello:latest",
+        ] {
+            let destination: Destination = input.parse().unwrap();
+            assert_eq!(destination.to_string(), input);
+        }
+    }
+
+    #[test]
+    fn human_sizes() {
+        for (bytes, expected) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1_289_748, "1.2 MiB"),
+            (12_900_000, "12.3 MiB"),
+            (5 << 30, "5.0 GiB"),
+        ] {
+            assert_eq!(human_size(bytes), expected, "{bytes}");
         }
     }
 }

@@ -1,0 +1,117 @@
+# buildImage :: set -> image
+#
+# An image derivation whose output is the image JSON: the config, and every
+# layer's digests and store paths, bottom first (see docs/json-format.md).
+# The layers are the `isolatedDeps`/`layers` buildLayer results (with their
+# ancestors), then one layer holding what the config and `copyToRoot` need
+# beyond them. Documented in docs/nix-api.md.
+{ internal, pkgs, buildLayer }:
+
+{
+  # Image name; a registry prefix is allowed ("ghcr.io/me/app").
+  name
+, # Image tag; null gives the hash of the image derivation's output.
+  tag ? null
+, # The OCI image config (Entrypoint, Cmd, Env, …; keys in any case).
+  config ? { }
+, # Store paths whose content is put at `/`.
+  copyToRoot ? null
+, # Deprecated alias of copyToRoot.
+  contents ? null
+, # buildLayer results, each its own layer derivation (bottom first).
+  isolatedDeps ? [ ]
+, # Upstream's name for the same thing; both may be given.
+  layers ? [ ]
+, # RFC 3339 creation time.
+  created ? "0001-01-01T00:00:00Z"
+, # OCI architecture of the image.
+  arch ? internal.goArch pkgs.stdenv.hostPlatform.system
+, # Ownership and mode overrides for the top layer.
+  perms ? [ ]
+, # Split the top layer into at most this many layers.
+  maxLayers ? 1
+, # Compression of the top layer's blobs: "gzip", "zstd" or "none".
+  compression ? "gzip"
+, # Its level; null is the algorithm's default.
+  compressionLevel ? null
+, # Passed through to the image derivation's `meta`.
+  meta ? { }
+, # Not supported yet; accepted so that upstream expressions fail loudly.
+  fromImage ? null
+, initializeNixDatabase ? false
+, nixUid ? 0
+, nixGid ? 0
+, reproducible ? true
+}@args:
+
+let
+  function = "buildImage";
+  unsupported = internal.notYetSupported function;
+  checked =
+    assert unsupported "fromImage" (fromImage == null || fromImage == "");
+    assert unsupported "initializeNixDatabase" (!initializeNixDatabase);
+    assert unsupported "nixUid" (nixUid == 0);
+    assert unsupported "nixGid" (nixGid == 0);
+    assert unsupported "reproducible = false" reproducible;
+    if !builtins.isString name || name == "" then
+      throw "nix2container.buildImage: `name` must be a non-empty string such as \"hello\" or \"ghcr.io/me/hello\"; got ${builtins.toJSON name}"
+    else if tag != null && !builtins.isString tag then
+      throw "nix2container.buildImage: `tag` must be a string or null; got ${builtins.typeOf tag}"
+    else if !builtins.isString created then
+      throw "nix2container.buildImage: `created` must be an RFC 3339 string such as \"2024-05-13T09:31:10Z\"; got ${builtins.typeOf created}"
+    else true;
+
+  normalizedConfig = internal.normalizeConfig function config;
+
+  # A file holding the config: its closure minus itself is everything the
+  # config refers to (the entrypoint, …), which the top layer must hold.
+  configFile = builtins.derivation (internal.derivationBase // {
+    name = "config.json";
+    args = [ "nix-builder" "config" ];
+    config = normalizedConfig;
+  });
+
+  baseLayers =
+    internal.checkLayers function "isolatedDeps" isolatedDeps
+    ++ internal.checkLayers function "layers" layers;
+
+  topLayer = buildLayer {
+    deps = [ configFile ];
+    ignore = configFile;
+    copyToRoot = internal.copyToRootList function args;
+    layers = baseLayers;
+    inherit perms maxLayers compression compressionLevel;
+  };
+
+  image = builtins.derivation (internal.derivationBase // {
+    name = "image-${baseNameOf name}.json";
+    args = [ "nix-builder" "image" ];
+    config = normalizedConfig;
+    layers = baseLayers ++ [ topLayer ];
+    architecture = arch;
+    os = "linux";
+    inherit created;
+  });
+
+  imageName = internal.toLower name;
+  imageTag = if tag != null then tag else builtins.substring 0 32 (baseNameOf image.outPath);
+
+  copyScript = scriptName: destination: pkgs.writeShellScriptBin scriptName ''
+    exec ${internal.builder} copy ${image} ${destination} "$@"
+  '';
+  copyToDockerDaemon = copyScript "copy-to-docker-daemon" "docker-daemon:${imageName}:${imageTag}";
+in
+assert checked;
+image // {
+  inherit imageName imageTag meta copyToDockerDaemon;
+  config = normalizedConfig;
+  imageRefUnsafe = builtins.unsafeDiscardStringContext "${imageName}:${imageTag}";
+  # Every layer of the image, bottom first (buildLayer results).
+  layers = topLayer.nestedLayers ++ [ topLayer ];
+  # The spelling of upstream's README.
+  pushToDockerDeamon = copyToDockerDaemon;
+  # Runs `nix2container copy IMAGE "$@"`: give a destination and flags.
+  copyTo = pkgs.writeShellScriptBin "copy-to" ''
+    exec ${internal.builder} copy ${image} "$@"
+  '';
+}

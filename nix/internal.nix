@@ -1,0 +1,157 @@
+# Private helpers shared by the public functions. Nothing here is part of the
+# API: the attribute set returned by ./default.nix does not include it.
+{ pkgs, helper }:
+
+let
+  upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+
+  describe = value:
+    if builtins.isAttrs value && value ? type && value.type == "derivation" then "the derivation ${value.name or "?"}"
+    else if builtins.isString value then "the string \"${value}\""
+    else "a ${builtins.typeOf value}";
+
+  isStringLike = value:
+    builtins.isString value || builtins.isPath value
+    || (builtins.isAttrs value && (value ? outPath || value ? __toString));
+
+  # The OCI image config keys (image-spec v1.1), by lowercased name. Keys are
+  # matched without regard to case, as upstream's Go JSON decoding does, so
+  # `entrypoint` and `Entrypoint` both work.
+  configKeys = {
+    user = { name = "User"; kind = "string"; };
+    exposedports = { name = "ExposedPorts"; kind = "set"; };
+    env = { name = "Env"; kind = "list"; };
+    entrypoint = { name = "Entrypoint"; kind = "list"; };
+    cmd = { name = "Cmd"; kind = "list"; };
+    volumes = { name = "Volumes"; kind = "set"; };
+    workingdir = { name = "WorkingDir"; kind = "string"; };
+    labels = { name = "Labels"; kind = "labels"; };
+    stopsignal = { name = "StopSignal"; kind = "string"; };
+  };
+
+  configKeyNames = builtins.concatStringsSep ", " (map (k: configKeys.${k}.name) (builtins.attrNames configKeys));
+in
+rec {
+  inherit helper;
+
+  # The system the derivations build on: the helper runs there.
+  system = (pkgs.stdenv.buildPlatform or pkgs.stdenv.hostPlatform).system;
+
+  builder = "${helper}/bin/nix2container";
+
+  toLower = builtins.replaceStrings upper lower;
+
+  toList = value: if value == null then [ ] else if builtins.isList value then value else [ value ];
+
+  # OCI (Go) architecture names for the CPU part of a Nix system string.
+  goArch = nixSystem:
+    let
+      cpu = builtins.head (builtins.split "-" nixSystem);
+      names = {
+        x86_64 = "amd64";
+        aarch64 = "arm64";
+        i686 = "386";
+        armv6l = "arm";
+        armv7l = "arm";
+        powerpc64le = "ppc64le";
+        riscv64 = "riscv64";
+        s390x = "s390x";
+        loongarch64 = "loong64";
+        mips64el = "mips64le";
+      };
+    in
+    names.${cpu} or (throw "nix2container: no OCI architecture is known for the Nix system ${nixSystem}; pass `arch` explicitly");
+
+  # Throws for an argument that is accepted for compatibility with upstream
+  # but not implemented yet, instead of silently ignoring it.
+  notYetSupported = function: argument: isDefault:
+    if isDefault then true
+    else throw "nix2container.${function}: the argument `${argument}` is not yet supported by this version of nix2container; remove it (it is accepted only so that upstream expressions fail loudly rather than build something different)";
+
+  # copyToRoot (or its deprecated alias contents) as a list.
+  copyToRootList = function: { copyToRoot ? null, contents ? null, ... }:
+    if copyToRoot != null && contents != null
+    then throw "nix2container.${function}: pass `copyToRoot` only; `contents` is its deprecated alias and both were given"
+    else
+      let list = toList (if copyToRoot != null then copyToRoot else contents);
+      in if contents != null then builtins.trace "warning: nix2container.${function}: `contents` is deprecated, use `copyToRoot`" list else list;
+
+  # Checks that every element of a `layers`/`isolatedDeps` argument comes
+  # from buildLayer.
+  checkLayers = function: argument: layers:
+    let
+      check = layer:
+        if builtins.isAttrs layer && layer.isNix2containerLayer or false then layer
+        else throw "nix2container.${function}: every element of `${argument}` must be a buildLayer result, e.g. [ (buildLayer { deps = [ pkgs.bash ]; }) ]; got ${describe layer}";
+    in
+    if builtins.isList layers then map check layers
+    else throw "nix2container.${function}: `${argument}` must be a list of buildLayer results; got ${describe layers}";
+
+  checkStringList = function: argument: value:
+    if builtins.isList value && builtins.all isStringLike value then map (x: "${x}") value
+    else throw "nix2container.${function}: `${argument}` must be a list of strings or derivations, e.g. [ \"\${pkgs.hello}/bin/hello\" ]; got ${describe value}";
+
+  # Normalises an image config: OCI key names whatever the case given, lists
+  # where lists are expected, derivations turned into their store paths.
+  normalizeConfig = function: config:
+    let
+      where = "nix2container.${function}: config";
+      normalizeKey = key:
+        let
+          spec = configKeys.${toLower key} or (throw "${where}: unknown key `${key}`; the OCI image config has ${configKeyNames} (keys are case-insensitive)");
+          value = config.${key};
+          path = "${where}.${spec.name}";
+        in
+        {
+          inherit (spec) name;
+          value =
+            if spec.kind == "string" then
+              (if isStringLike value then "${value}" else throw "${path} must be a string; got ${describe value}")
+            else if spec.kind == "list" then
+              (if builtins.isList value && builtins.all isStringLike value then map (x: "${x}") value
+               else throw "${path} must be a list of strings, e.g. [ \"\${pkgs.hello}/bin/hello\" \"--flag\" ]; got ${describe value}")
+            else if spec.kind == "set" then
+              (if builtins.isList value && builtins.all builtins.isString value then builtins.listToAttrs (map (k: { name = k; value = { }; }) value)
+               else if builtins.isAttrs value then builtins.mapAttrs (_: _: { }) value
+               else throw "${path} must be an attribute set such as { \"80/tcp\" = { }; } or a list of strings; got ${describe value}")
+            else
+              (if builtins.isAttrs value && builtins.all isStringLike (builtins.attrValues value) then builtins.mapAttrs (_: v: "${v}") value
+               else throw "${path} must be an attribute set of strings; got ${describe value}");
+        };
+      normalized = map normalizeKey (builtins.attrNames config);
+      names = map (entry: entry.name) normalized;
+      duplicates = builtins.filter (name: builtins.length (builtins.filter (n: n == name) names) > 1) names;
+    in
+    if !builtins.isAttrs config then throw "${where} must be an attribute set; got ${describe config}"
+    else if duplicates != [ ] then throw "${where}: the key ${builtins.head duplicates} is given more than once (keys are case-insensitive)"
+    else builtins.listToAttrs normalized;
+
+  # Fails evaluation unless `perms` is a list of { path, regex, ... }.
+  checkPerms = function: perms:
+    let
+      allowed = [ "path" "regex" "mode" "uid" "gid" "uname" "gname" ];
+      check = perm:
+        let
+          where = "nix2container.${function}: perms entry";
+          extra = builtins.filter (k: !builtins.elem k allowed) (builtins.attrNames perm);
+        in
+        if !builtins.isAttrs perm then throw "${where} must be an attribute set { path, regex, mode?, uid?, gid?, uname?, gname? }; got ${describe perm}"
+        else if extra != [ ] then throw "${where}: unknown key `${builtins.head extra}`; allowed keys are ${builtins.concatStringsSep ", " allowed}"
+        else if !(perm ? path) || !(perm ? regex) then throw "${where} needs `path` (the store path it applies to) and `regex` (matched against file paths inside it)"
+        else if perm ? mode && !(builtins.isString perm.mode && builtins.match "0?[0-7]{3,4}" perm.mode != null) then throw "${where}: mode ${describe perm.mode} is not an octal mode such as \"0755\" or \"1777\""
+        else perm // { path = "${perm.path}"; };
+    in
+    if builtins.isList perms then map check perms
+    else throw "nix2container.${function}: `perms` must be a list; got ${describe perms}";
+
+  # Attributes every derivation of the library shares.
+  derivationBase = {
+    inherit system builder;
+    __structuredAttrs = true;
+    # Digests describe files of the local store, so these outputs are never
+    # worth fetching from a cache (upstream #172, #175).
+    preferLocalBuild = true;
+    allowSubstitutes = false;
+  };
+}

@@ -85,6 +85,14 @@ enum Command {
         /// rewrite and perms are optional.
         #[arg(long, value_name = "FILE")]
         paths: PathBuf,
+        /// Also compress the tar as a layer blob would be (gzip, zstd or
+        /// none), and print the blob's digest and size on a second line.
+        #[arg(long, default_value = "none", value_name = "ALGORITHM")]
+        compression: String,
+        /// The compression level; the algorithm's default (gzip 6, zstd 3)
+        /// when absent.
+        #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+        compression_level: Option<i64>,
     },
 
     /// Write the layer tar made of some paths to standard output.
@@ -162,11 +170,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(stdout.flush()?)
         }
-        Command::TarDigest { paths } => {
+        Command::TarDigest {
+            paths,
+            compression,
+            compression_level,
+        } => {
+            let compression = Compression::from_name(&compression, compression_level)?;
             let specs = read_path_specs(&paths)?;
-            let layer = Layer::compute(specs, default_history(), Compression::None)
+            let layer = Layer::compute(specs, default_history(), compression)
                 .with_context(|| format!("while computing the tar of {}", paths.display()))?;
             println!("{} {}", layer.diff_id, layer.tar_size);
+            if !compression.is_none() {
+                println!("{} {}", layer.digest, layer.size);
+            }
             Ok(())
         }
         Command::Tar { paths } => {

@@ -148,9 +148,11 @@ pub enum Error {
     #[error("{0}")]
     Destination(String),
 
-    /// The Docker daemon refused or failed an operation.
-    #[error("the Docker daemon at {endpoint}: {message}")]
+    /// A Docker daemon or Podman service refused or failed an operation.
+    #[error("the {daemon} at {endpoint}: {message}")]
     Daemon {
+        /// Which engine: "Docker daemon" or "Podman service".
+        daemon: &'static str,
         /// The socket or address used.
         endpoint: String,
         /// What went wrong.

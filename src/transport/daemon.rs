@@ -1,4 +1,5 @@
-//! Loading an image into a Docker Engine through its HTTP API.
+//! Loading an image into a Docker Engine, or Podman's Docker-compatible
+//! service, through its HTTP API.
 //!
 //! The docker archive is the chunked body of `POST /images/load`, streamed
 //! while the layers are regenerated: nothing is staged and nothing is held in
@@ -35,6 +36,10 @@ const FALLBACK_API_VERSION: &str = "1.41";
 /// Where Docker listens unless `DOCKER_HOST` says otherwise.
 const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
+/// Where a root Podman service listens unless `CONTAINER_HOST` says
+/// otherwise (a rootless one listens under `$XDG_RUNTIME_DIR`).
+const PODMAN_ROOT_SOCKET: &str = "/run/podman/podman.sock";
+
 /// Port of a `tcp://HOST` given without one: Docker's unencrypted port.
 const DEFAULT_TCP_PORT: u16 = 2375;
 
@@ -44,11 +49,80 @@ const PING_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of an error response is read for its message.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
-/// Loads `image` into the daemon named by `DOCKER_HOST`, as `reference`.
-pub(crate) fn load(image: &Image, reference: &Reference, progress: Progress) -> Result<()> {
-    let endpoint = Endpoint::from_env()?;
-    let client = endpoint.client()?;
-    let version = endpoint.ping(&client)?;
+/// The engines that speak the Docker image API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// dockerd: `DOCKER_HOST`, else its default socket.
+    Docker,
+    /// `podman system service`: `CONTAINER_HOST`, else its default sockets
+    /// when they exist.
+    Podman,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "Docker daemon",
+            Engine::Podman => "Podman service",
+        }
+    }
+
+    /// What to suggest when the engine does not answer.
+    fn hint(self) -> &'static str {
+        match self {
+            Engine::Docker => {
+                "is dockerd running? set DOCKER_HOST to its socket, e.g. DOCKER_HOST=unix:///var/run/docker.sock"
+            }
+            Engine::Podman => {
+                "is `podman system service` running? set CONTAINER_HOST to its socket, e.g. CONTAINER_HOST=unix:///run/podman/podman.sock"
+            }
+        }
+    }
+
+    /// Where the engine listens, or `None` for a Podman with no service
+    /// running, which is loaded through the `podman` command instead.
+    pub(crate) fn endpoint(self) -> Result<Option<Endpoint>> {
+        let (variable, mut defaults) = match self {
+            Engine::Docker => ("DOCKER_HOST", vec![PathBuf::from(DEFAULT_SOCKET)]),
+            Engine::Podman => {
+                let mut defaults: Vec<PathBuf> = std::env::var_os("XDG_RUNTIME_DIR")
+                    .map(|dir| PathBuf::from(dir).join("podman/podman.sock"))
+                    .into_iter()
+                    .collect();
+                defaults.push(PODMAN_ROOT_SOCKET.into());
+                ("CONTAINER_HOST", defaults)
+            }
+        };
+        match std::env::var(variable) {
+            Ok(host) if !host.is_empty() => return host.parse().map(Some),
+            Err(std::env::VarError::NotUnicode(host)) => {
+                return Err(Error::Destination(format!(
+                    "unsupported {variable} {host:?}: it is not UTF-8"
+                )));
+            }
+            _ => {}
+        }
+        Ok(match self {
+            Engine::Docker => Some(Endpoint::Unix(defaults.remove(0))),
+            Engine::Podman => defaults
+                .into_iter()
+                .find(|p| p.exists())
+                .map(Endpoint::Unix),
+        })
+    }
+}
+
+/// Loads `image` into `engine` at `endpoint`, as `reference`.
+pub(crate) fn load(
+    image: &Image,
+    reference: &Reference,
+    engine: Engine,
+    endpoint: Endpoint,
+    progress: Progress,
+) -> Result<()> {
+    let daemon = Daemon { engine, endpoint };
+    let client = daemon.client()?;
+    let version = daemon.ping(&client)?;
     let stream = ArchiveStream::new(
         image,
         docker::archive_entries(image, Some(reference)),
@@ -56,7 +130,7 @@ pub(crate) fn load(image: &Image, reference: &Reference, progress: Progress) -> 
     );
     let failure = stream.failure();
     let sent = client
-        .post(endpoint.url(&format!("/v{version}/images/load?quiet=1")))
+        .post(daemon.url(&format!("/v{version}/images/load?quiet=1")))
         .header(CONTENT_TYPE, "application/x-tar")
         .body(Body::new(stream))
         .send();
@@ -65,11 +139,11 @@ pub(crate) fn load(image: &Image, reference: &Reference, progress: Progress) -> 
         return Err(error);
     }
     let response =
-        sent.map_err(|e| endpoint.error(format!("the load request failed: {}", root_cause(&e))))?;
-    endpoint.check_load(response)
+        sent.map_err(|e| daemon.error(format!("the load request failed: {}", root_cause(&e))))?;
+    daemon.check_load(response)
 }
 
-/// Where a Docker Engine listens: the value of `DOCKER_HOST`.
+/// Where an engine listens: the value of `DOCKER_HOST` or `CONTAINER_HOST`.
 ///
 /// ```text
 /// endpoint := "unix://" absolute-path | "tcp://" host [ ":" port ]
@@ -77,7 +151,7 @@ pub(crate) fn load(image: &Image, reference: &Reference, progress: Progress) -> 
 ///
 /// TCP is plain HTTP; daemons that require TLS are not supported.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     /// A Unix socket.
     Unix(PathBuf),
     /// `host:port`.
@@ -90,7 +164,7 @@ impl FromStr for Endpoint {
     fn from_str(s: &str) -> Result<Self> {
         let unsupported = || {
             Error::Destination(format!(
-                "unsupported DOCKER_HOST {s:?}: use unix:///path/to/docker.sock or tcp://HOST:PORT"
+                "unsupported engine address {s:?} (from DOCKER_HOST or CONTAINER_HOST): use unix:///path/to/docker.sock or tcp://HOST:PORT"
             ))
         };
         if let Some(path) = s.strip_prefix("unix://") {
@@ -142,22 +216,17 @@ struct ErrorResponse {
     message: String,
 }
 
-impl Endpoint {
-    /// `DOCKER_HOST`, or Docker's default socket.
-    fn from_env() -> Result<Endpoint> {
-        match std::env::var("DOCKER_HOST") {
-            Ok(host) if !host.is_empty() => host.parse(),
-            Err(std::env::VarError::NotUnicode(host)) => Err(Error::Destination(format!(
-                "unsupported DOCKER_HOST {host:?}: it is not UTF-8"
-            ))),
-            _ => Ok(Endpoint::Unix(DEFAULT_SOCKET.into())),
-        }
-    }
+/// An engine at an address.
+struct Daemon {
+    engine: Engine,
+    endpoint: Endpoint,
+}
 
+impl Daemon {
     fn client(&self) -> Result<Client> {
         // Loading a large image takes as long as it takes.
         let builder = Client::builder().timeout(None).no_proxy();
-        let builder = match self {
+        let builder = match &self.endpoint {
             Endpoint::Unix(path) => builder.unix_socket(path.clone()),
             Endpoint::Tcp(_) => builder,
         };
@@ -167,7 +236,7 @@ impl Endpoint {
     }
 
     fn url(&self, path: &str) -> String {
-        match self {
+        match &self.endpoint {
             // The host is not used for a socket, but HTTP needs one.
             Endpoint::Unix(_) => format!("http://docker{path}"),
             Endpoint::Tcp(address) => format!("http://{address}{path}"),
@@ -176,7 +245,8 @@ impl Endpoint {
 
     fn error(&self, message: String) -> Error {
         Error::Daemon {
-            endpoint: self.to_string(),
+            daemon: self.engine.name(),
+            endpoint: self.endpoint.to_string(),
             message,
         }
     }
@@ -189,9 +259,9 @@ impl Endpoint {
             .send()
             .map_err(|e| {
                 self.error(format!(
-                    "cannot connect ({}); is dockerd running? \
-                     set DOCKER_HOST to its socket, e.g. DOCKER_HOST=unix://{DEFAULT_SOCKET}",
-                    root_cause(&e)
+                    "cannot connect ({}); {}",
+                    root_cause(&e),
+                    self.engine.hint()
                 ))
             })?;
         if !response.status().is_success() {
@@ -283,7 +353,10 @@ mod tests {
             "npipe:////./pipe/docker_engine",
         ] {
             let error = bad.parse::<Endpoint>().unwrap_err().to_string();
-            assert!(error.contains("unsupported DOCKER_HOST"), "{bad}: {error}");
+            assert!(
+                error.contains("unsupported engine address"),
+                "{bad}: {error}"
+            );
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | `oci-archive:FILE[:TAG]` | an OCI image layout in a tar file |
 //! | `docker-archive:FILE[:NAME[:TAG]]` | a `docker save` tar; FILE `-` is stdout |
 //! | `docker-daemon:NAME[:TAG]` | a Docker Engine, through its API socket |
+//! | `containers-storage:NAME[:TAG]` | Podman's storage, through its service or `podman load` |
 //!
 //! Layers are never staged: each is regenerated from the store while it is
 //! written, and a copy that fails (a store file changed, the disk is full,
@@ -22,6 +23,7 @@ mod daemon;
 mod docker;
 mod file;
 mod oci;
+mod podman;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ use crate::reference::Reference;
 
 use self::archive::ArchiveStream;
 use self::blob::Blob;
+use self::daemon::Engine;
 
 /// Where an image is copied to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,12 @@ pub enum Destination {
         /// The name the image gets.
         reference: Reference,
     },
+    /// Podman's image store.
+    ContainersStorage {
+        /// The name the image gets (Podman prefixes names without a
+        /// registry with `localhost/`).
+        reference: Reference,
+    },
 }
 
 impl FromStr for Destination {
@@ -74,7 +83,8 @@ impl FromStr for Destination {
         let unsupported = || {
             Error::Destination(format!(
                 "unsupported destination {s:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG], \
-                 docker-archive:FILE[:NAME[:TAG]] or docker-daemon:NAME[:TAG]"
+                 docker-archive:FILE[:NAME[:TAG]], docker-daemon:NAME[:TAG] \
+                 or containers-storage:NAME[:TAG]"
             ))
         };
         let (transport, details) = s.split_once(':').ok_or_else(unsupported)?;
@@ -103,6 +113,9 @@ impl FromStr for Destination {
                 })
             }
             "docker-daemon" => Ok(Destination::DockerDaemon {
+                reference: docker_name(details)?,
+            }),
+            "containers-storage" => Ok(Destination::ContainersStorage {
                 reference: docker_name(details)?,
             }),
             _ => Err(unsupported()),
@@ -144,6 +157,9 @@ impl fmt::Display for Destination {
                 with_tag(f, &reference.as_ref().map(Reference::to_string))
             }
             Destination::DockerDaemon { reference } => write!(f, "docker-daemon:{reference}"),
+            Destination::ContainersStorage { reference } => {
+                write!(f, "containers-storage:{reference}")
+            }
         }
     }
 }
@@ -179,7 +195,16 @@ pub fn copy(image: &Image, destination: &Destination, options: &CopyOptions) -> 
                 file.as_deref(),
             )?;
         }
-        Destination::DockerDaemon { reference } => daemon::load(image, reference, progress)?,
+        Destination::DockerDaemon { reference } => {
+            let endpoint = Engine::Docker
+                .endpoint()?
+                .expect("Docker always has an address");
+            daemon::load(image, reference, Engine::Docker, endpoint, progress)?;
+        }
+        Destination::ContainersStorage { reference } => match Engine::Podman.endpoint()? {
+            Some(endpoint) => daemon::load(image, reference, Engine::Podman, endpoint, progress)?,
+            None => podman::load(image, reference, progress)?,
+        },
     }
     progress.line(format_args!(
         "copied image {} to {destination}",

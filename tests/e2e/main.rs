@@ -11,6 +11,9 @@ mod examples;
 mod images;
 mod nix;
 mod nix_errors;
+mod podman;
+#[path = "../support/process.rs"]
+mod process;
 mod transport;
 #[path = "../support/util.rs"]
 mod util;

@@ -20,13 +20,11 @@
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc;
+
+use crate::process::{ping, spawn_tied_to_process};
 use std::time::{Duration, Instant};
 
 /// How long the daemon may take to answer its first ping.
@@ -149,7 +147,7 @@ fn start() -> Dockerd {
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
-    spawn_tied_to_process(command);
+    spawn_tied_to_process(command, "dockerd (apt-get install docker.io)");
     wait_until_ready(&daemon);
     daemon
 }
@@ -166,35 +164,6 @@ fn socket_base(state: &Path) -> PathBuf {
     PathBuf::from(format!("/tmp/n2c-dockerd-{hash:016x}"))
 }
 
-/// Spawns `command` so that it gets `SIGTERM` when this process exits.
-fn spawn_tied_to_process(mut command: Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (spawned, result) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("dockerd".into())
-        .spawn(move || match command.spawn() {
-            Ok(mut child) => {
-                spawned.send(Ok(())).unwrap();
-                // This thread must outlive the daemon: its exit is the signal.
-                let _ = child.wait();
-            }
-            Err(e) => spawned.send(Err(e)).unwrap(),
-        })
-        .unwrap();
-    result
-        .recv()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot start dockerd (apt-get install docker.io): {e}"));
-}
-
 fn wait_until_ready(daemon: &Dockerd) {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
@@ -208,18 +177,6 @@ fn wait_until_ready(daemon: &Dockerd) {
         daemon.socket.display(),
         daemon.log_tail()
     );
-}
-
-/// Whether `GET /_ping` on `socket` answers `200 OK`.
-fn ping(socket: &Path) -> bool {
-    let Ok(mut stream) = UnixStream::connect(socket) else {
-        return false;
-    };
-    let mut answer = String::new();
-    stream
-        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .and_then(|()| stream.read_to_string(&mut answer))
-        .is_ok_and(|_| answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
 }
 
 /// Stops the daemon a previous run of this test binary left running, if any.

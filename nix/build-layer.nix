@@ -20,30 +20,36 @@
   ignore ? null
 , # Ownership and mode overrides: [ { path; regex; mode?; uid?; gid?; uname?; gname?; } ].
   perms ? [ ]
-, # Split the paths into at most this many layers, most popular first.
+, # Split the paths into at most this many layers (0: one per store path).
   maxLayers ? 1
+, # How to split them: "popularity" (upstream's) or "size".
+  layering ? "popularity"
 , # The OCI history entry of the layer(s).
   metadata ? { created_by = "nix2container"; }
 , # Blob compression, computed at build time: "gzip", "zstd" or "none".
   compression ? "gzip"
 , # Compression level; null is the algorithm's default (gzip 6, zstd 3).
   compressionLevel ? null
-, # false would store the tar in the output; not supported yet.
+, # false stores each layer's tar in the output; transports read it there.
   reproducible ? true
 }@args:
 
 let
   function = "buildLayer";
   copyToRootList = internal.copyToRootList function args;
+  depsList = internal.checkStringList function "deps" deps;
   ignoreList = map (p: "${p}") (internal.toList ignore);
   parents = internal.checkLayers function "layers" layers;
   historyKeys = [ "created_by" "author" "comment" "created" "empty_layer" ];
   badHistoryKeys = builtins.filter (k: !builtins.elem k historyKeys) (builtins.attrNames metadata);
 
   checked =
-    assert internal.notYetSupported function "reproducible = false" reproducible;
-    if !builtins.isInt maxLayers || maxLayers < 0 then
-      throw "nix2container.buildLayer: `maxLayers` must be a non-negative integer (0 means one layer per store path); got ${builtins.toJSON maxLayers}"
+    if !builtins.isInt maxLayers || maxLayers < 0 || maxLayers > internal.maxImageLayers then
+      throw "nix2container.buildLayer: `maxLayers` must be a non-negative integer, at most ${toString internal.maxImageLayers} (the most layers an image may have; 0 means one layer per store path); got ${builtins.toJSON maxLayers}"
+    else if !builtins.elem layering internal.layerings then
+      throw "nix2container.buildLayer: `layering` must be ${internal.layeringNames}; got ${builtins.toJSON layering}"
+    else if !builtins.isBool reproducible then
+      throw "nix2container.buildLayer: `reproducible` must be a boolean; got ${builtins.toJSON reproducible}"
     else if !builtins.elem compression [ "gzip" "zstd" "none" ] then
       throw "nix2container.buildLayer: `compression` must be \"gzip\", \"zstd\" or \"none\"; got ${builtins.toJSON compression}"
     else if compressionLevel != null && !builtins.isInt compressionLevel then
@@ -55,14 +61,18 @@ let
   layer = builtins.derivation (internal.derivationBase // {
     name = "nix2container-layer";
     args = [ "nix-builder" "layers" ];
-    exportReferencesGraph.closure = internal.checkStringList function "deps" deps ++ map (p: "${p}") copyToRootList;
+    exportReferencesGraph.closure = depsList ++ map (p: "${p}") copyToRootList;
+    deps = depsList;
     copyToRoot = map (p: "${p}") copyToRootList;
     ignore = ignoreList;
     perms = internal.checkPerms function perms;
-    inherit maxLayers metadata compression compressionLevel;
+    inherit maxLayers layering reproducible metadata compression compressionLevel;
     layers = parents;
+  } // (if reproducible then {
+    # A stored tar (reproducible = false) holds the files of the layer's
+    # paths, which may mention an ignored path: only check the JSON.
     outputChecks.out.disallowedReferences = ignoreList;
-  });
+  } else { }));
 
   # Upstream's attribute: every ancestor layer, each once, parents first.
   nestedLayers =

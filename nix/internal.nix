@@ -40,6 +40,37 @@ rec {
 
   builder = "${helper}/bin/nix2container";
 
+  # Most layers an image may have (Docker's limit; MAX_IMAGE_LAYERS in
+  # src/nix_builder.rs).
+  maxImageLayers = 125;
+
+  # The values of `layering`.
+  layerings = [ "popularity" "size" ];
+  layeringNames = "\"popularity\" (upstream's: the most referenced store paths get their own layers) or \"size\" (the largest store paths get their own layers)";
+
+  # RFC 3339 date-times, as OCI configs and Docker accept them.
+  isRfc3339 = value: builtins.isString value
+    && builtins.match "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})" value != null;
+
+  # The Nix database of an image (initializeNixDatabase): registers the
+  # store paths the given layer derivations (and their ancestors) put under
+  # /nix/store, read from their closures. Its output is a root to copy to
+  # `/`: nix/var/nix/db, nix/var/nix/gcroots/docker, nix/store/.links.
+  nixDatabase = layers: builtins.derivation (derivationBase // {
+    name = "nix-database";
+    args = [ "nix-builder" "nix-database" ];
+    exportReferencesGraph.closure = layers;
+    inherit layers;
+  });
+
+  # Ownership of the database root: directories 0755 and files 0644, all
+  # owned by uid:gid, so that this user can run Nix in the container.
+  nixDatabasePerms = database: uid: gid: [
+    { path = database; regex = ".*"; mode = "0755"; inherit uid gid; }
+    { path = database; regex = "/nix/var/nix/db/[^/]+$"; mode = "0644"; inherit uid gid; }
+    { path = database; regex = "/nix/var/nix/gcroots/docker/[^/]+$"; mode = "0777"; inherit uid gid; }
+  ];
+
   toLower = builtins.replaceStrings upper lower;
 
   toList = value: if value == null then [ ] else if builtins.isList value then value else [ value ];
@@ -74,7 +105,12 @@ rec {
     if copyToRoot != null && contents != null
     then throw "nix2container.${function}: pass `copyToRoot` only; `contents` is its deprecated alias and both were given"
     else
-      let list = toList (if copyToRoot != null then copyToRoot else contents);
+      let
+        list = map check (toList (if copyToRoot != null then copyToRoot else contents));
+        # Only whole store paths: copyToRoot relocates a store path's tree.
+        check = root:
+          if isStringLike root && builtins.match "${builtins.storeDir}/[^/]+" "${root}" != null then root
+          else throw "nix2container.${function}: every element of `copyToRoot` must be a store path (a derivation), not a path inside one; got ${if isStringLike root then "\"${root}\"" else describe root}; use a buildEnv or runCommand to shape the tree";
       in if contents != null then builtins.trace "warning: nix2container.${function}: `contents` is deprecated, use `copyToRoot`" list else list;
 
   # Checks that every element of a `layers`/`isolatedDeps` argument comes
@@ -139,7 +175,10 @@ rec {
         if !builtins.isAttrs perm then throw "${where} must be an attribute set { path, regex, mode?, uid?, gid?, uname?, gname? }; got ${describe perm}"
         else if extra != [ ] then throw "${where}: unknown key `${builtins.head extra}`; allowed keys are ${builtins.concatStringsSep ", " allowed}"
         else if !(perm ? path) || !(perm ? regex) then throw "${where} needs `path` (the store path it applies to) and `regex` (matched against file paths inside it)"
-        else if perm ? mode && !(builtins.isString perm.mode && builtins.match "0?[0-7]{3,4}" perm.mode != null) then throw "${where}: mode ${describe perm.mode} is not an octal mode such as \"0755\" or \"1777\""
+        else if !builtins.isString perm.regex then throw "${where}: `regex` must be a string (a regular expression matched against file paths inside `path`); got ${describe perm.regex}"
+        else if perm ? mode && perm.mode != null && !(builtins.isString perm.mode && builtins.match "0?[0-7]{3,4}" perm.mode != null) then throw "${where}: mode ${describe perm.mode} is not an octal mode such as \"0755\" or \"1777\""
+        else if builtins.any (k: perm ? ${k} && !(builtins.isInt perm.${k} && perm.${k} >= 0)) [ "uid" "gid" ] then throw "${where}: `uid` and `gid` must be non-negative integers; got ${builtins.toJSON { uid = perm.uid or 0; gid = perm.gid or 0; }}"
+        else if builtins.any (k: perm ? ${k} && !builtins.isString perm.${k}) [ "uname" "gname" ] then throw "${where}: `uname` and `gname` must be strings"
         else perm // { path = "${perm.path}"; };
     in
     if builtins.isList perms then map check perms

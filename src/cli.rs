@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::compression::Compression;
 use crate::image::Image;
 use crate::layer::{Layer, default_history, read_path_specs};
+use crate::registry::{CredentialsArg, ManifestFormat, PushOptions};
 use crate::transport::{self, CopyOptions, Destination};
 use crate::{nix_builder, tar};
 
@@ -38,7 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Copy an image to a directory, an archive or a Docker daemon.
+    /// Copy an image to a directory, an archive, a Docker daemon or a
+    /// registry.
     ///
     /// Examples:
     ///
@@ -47,17 +49,23 @@ enum Command {
     ///   nix2container copy ./result docker-archive:-:hello:latest | docker load
     ///
     ///   nix2container copy ./result docker-daemon:hello:latest
+    ///
+    ///   nix2container copy ./result docker://ghcr.io/me/hello:v1 --dest-creds me:$TOKEN
     Copy {
         /// The image JSON, i.e. the output of a buildImage derivation.
         image: PathBuf,
         /// Where to: oci:DIR[:TAG], oci-archive:FILE[:TAG],
-        /// docker-archive:FILE[:NAME[:TAG]] (FILE `-` is stdout), or
+        /// docker-archive:FILE[:NAME[:TAG]] (FILE `-` is stdout),
         /// docker-daemon:NAME[:TAG] (uses DOCKER_HOST, else
-        /// /var/run/docker.sock).
+        /// /var/run/docker.sock), containers-storage:NAME[:TAG] (Podman), or
+        /// docker://REGISTRY/NAME[:TAG|@DIGEST] (a registry; a name without a
+        /// registry is on docker.io; no tag means latest).
         destination: String,
         /// Print nothing but errors.
         #[arg(short, long)]
         quiet: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 
     /// Show what an image JSON holds: layers, digests, store paths; or print
@@ -117,6 +125,111 @@ enum BuilderCommand {
     Image,
     /// Write the image config to $out.
     Config,
+    /// Write the Nix database of an image (initializeNixDatabase) to $out.
+    NixDatabase,
+}
+
+/// The options of `copy` for `docker://` destinations, named as skopeo
+/// names them.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Registry options (docker:// destinations only)")]
+struct RegistryArgs {
+    /// Credentials for the registry. Without them, the first of these that
+    /// has some for the registry is used: --dest-authfile,
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+    /// ~/.config/containers/auth.json, $DOCKER_CONFIG/config.json or
+    /// ~/.docker/config.json (with their credential helpers). With USER
+    /// alone, the password is asked for on the terminal.
+    #[arg(long, visible_alias = "creds", value_name = "USER[:PASSWORD]")]
+    dest_creds: Option<CredentialsArg>,
+    /// An auth file as `skopeo login` or `docker login` write it
+    /// ({"auths": {"REGISTRY": {"auth": base64 of USER:PASSWORD}}}).
+    #[arg(long, visible_alias = "authfile", value_name = "FILE")]
+    dest_authfile: Option<PathBuf>,
+    /// Check the registry's TLS certificate (default true). With false,
+    /// HTTPS is tried without checks, then plain HTTP.
+    #[arg(
+        long,
+        visible_alias = "tls-verify",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    dest_tls_verify: Option<bool>,
+    /// A directory of CA certificates (*.crt, PEM) for the registry, as in
+    /// /etc/containers/certs.d/REGISTRY, which is read (with
+    /// /etc/docker/certs.d/REGISTRY and ~/.config/containers/certs.d/REGISTRY)
+    /// when this is not given. They are trusted besides the system's CAs.
+    #[arg(long, visible_alias = "cert-dir", value_name = "DIR")]
+    dest_cert_dir: Option<PathBuf>,
+    /// Treat REGISTRY (host[:port]) as with --dest-tls-verify=false: no
+    /// certificate checks, plain HTTP allowed. Repeatable.
+    #[arg(long, value_name = "REGISTRY")]
+    insecure: Vec<String>,
+    /// Write the digest of the pushed manifest to FILE.
+    #[arg(long, value_name = "FILE")]
+    digestfile: Option<PathBuf>,
+    /// The manifest format: oci (OCI media types) or v2s2 (Docker's; for
+    /// gzip or uncompressed layers only) [default: oci].
+    #[arg(short, long, value_name = "FORMAT")]
+    format: Option<ManifestFormat>,
+    /// How many blobs to send at once [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: Option<u16>,
+    /// How many times to retry a request that failed for a reason that may
+    /// pass: no connection, a timeout, 5xx, 408, 429 (after its
+    /// Retry-After) [default: 3].
+    #[arg(long, visible_alias = "retry-times", value_name = "N")]
+    retries: Option<u32>,
+    /// Before uploading a blob, try to mount it from REPOSITORY, another
+    /// repository of the same registry (such as the base image's).
+    #[arg(long, visible_alias = "from", value_name = "REPOSITORY")]
+    mount_from: Option<String>,
+    /// How long to wait for the registry to answer a request, in seconds;
+    /// a blob upload gets one more second per 128 KiB [default: 60].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+}
+
+impl RegistryArgs {
+    /// The first option given, to refuse it for other destinations.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.dest_creds.is_some(), "--dest-creds"),
+            (self.dest_authfile.is_some(), "--dest-authfile"),
+            (self.dest_tls_verify.is_some(), "--dest-tls-verify"),
+            (self.dest_cert_dir.is_some(), "--dest-cert-dir"),
+            (!self.insecure.is_empty(), "--insecure"),
+            (self.digestfile.is_some(), "--digestfile"),
+            (self.format.is_some(), "--format"),
+            (self.jobs.is_some(), "--jobs"),
+            (self.retries.is_some(), "--retries"),
+            (self.mount_from.is_some(), "--mount-from"),
+            (self.timeout.is_some(), "--timeout"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
+    fn into_options(self) -> PushOptions {
+        let defaults = PushOptions::default();
+        PushOptions {
+            credentials: self.dest_creds,
+            authfile: self.dest_authfile,
+            tls_verify: self.dest_tls_verify,
+            cert_dir: self.dest_cert_dir,
+            insecure: self.insecure,
+            digestfile: self.digestfile,
+            format: self.format.unwrap_or(defaults.format),
+            jobs: self.jobs.map_or(defaults.jobs, usize::from),
+            retries: self.retries.unwrap_or(defaults.retries),
+            mount_from: self.mount_from,
+            timeout: self
+                .timeout
+                .map_or(defaults.timeout, std::time::Duration::from_secs),
+        }
+    }
 }
 
 /// Runs the command line and returns the process exit code; errors are
@@ -148,10 +261,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             image,
             destination,
             quiet,
+            registry,
         } => {
             let destination: Destination = destination.parse()?;
+            if let (false, Some(flag)) = (
+                matches!(destination, Destination::Registry { .. }),
+                registry.first_given(),
+            ) {
+                bail!("{flag} applies only to docker:// destinations, not to {destination}");
+            }
+            let options = CopyOptions {
+                quiet,
+                registry: registry.into_options(),
+            };
             let opened = Image::from_file(&image)?;
-            transport::copy(&opened, &destination, &CopyOptions { quiet })
+            transport::copy(&opened, &destination, &options)
                 .with_context(|| format!("while copying {} to {destination}", image.display()))
         }
         Command::Inspect {
@@ -202,6 +326,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             BuilderCommand::Layers => nix_builder::build_layers(),
             BuilderCommand::Image => nix_builder::build_image(),
             BuilderCommand::Config => nix_builder::write_config(),
+            BuilderCommand::NixDatabase => nix_builder::write_nix_database(),
         }?),
     }
 }

@@ -68,14 +68,16 @@ pub enum Error {
 
     /// Two sources put different files at the same place in a layer.
     #[error(
-        "conflicting files at {destination} in one layer: {} ({first_kind}) and {} ({second_kind}); \
-         remove one of them or give them different destinations",
+        "conflicting files at {destination} in one layer: {} ({first_kind}) and {} ({second_kind}): \
+         {reason}; remove one of them or give them different destinations",
         first.display(),
         second.display()
     )]
     Conflict {
         /// The path inside the image.
         destination: String,
+        /// Why they cannot be merged.
+        reason: ConflictReason,
         /// The source that was added first.
         first: PathBuf,
         /// How the first source looks (type, mode, size or perms).
@@ -158,6 +160,192 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+
+    /// A registry could not be reached at all.
+    #[error(
+        "cannot connect to the registry {registry} ({cause}); \
+         check that it is running and that the address and port are right"
+    )]
+    RegistryUnreachable {
+        /// The registry, `host[:port]`.
+        registry: String,
+        /// The innermost cause, e.g. "Connection refused".
+        cause: String,
+    },
+
+    /// A registry's TLS certificate is not trusted.
+    #[error(
+        "the TLS certificate of {registry} is not trusted ({cause}): \
+         pass --dest-cert-dir with the registry's CA, or --dest-tls-verify=false"
+    )]
+    RegistryCertificate {
+        /// The registry.
+        registry: String,
+        /// What the verifier said.
+        cause: String,
+    },
+
+    /// The TLS handshake failed for another reason than the certificate.
+    #[error(
+        "the TLS handshake with {registry} failed ({cause}); if the registry serves plain HTTP, \
+         pass --dest-tls-verify=false or --insecure {registry}"
+    )]
+    RegistryTls {
+        /// The registry.
+        registry: String,
+        /// What the TLS library said.
+        cause: String,
+    },
+
+    /// A registry wants credentials and none were found.
+    #[error(
+        "{registry} requires credentials to push to {repository}: pass --dest-creds USER:PASSWORD \
+         or --dest-authfile FILE, or log in with `skopeo login {registry}` or `docker login {registry}`"
+    )]
+    RegistryAuthRequired {
+        /// The registry.
+        registry: String,
+        /// The repository pushed to.
+        repository: String,
+    },
+
+    /// A registry (or its token server) rejected the credentials.
+    #[error(
+        "{registry} rejected the credentials from {origin} (401 Unauthorized): \
+         check the user name and password"
+    )]
+    RegistryBadCredentials {
+        /// The registry.
+        registry: String,
+        /// Where the credentials came from: a flag, a file, a helper.
+        origin: String,
+    },
+
+    /// The credentials are valid but may not push to the repository.
+    #[error(
+        "{registry} denied access to {repository} ({detail}): \
+         check that these credentials may push to that repository"
+    )]
+    RegistryDenied {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The status and the registry's message.
+        detail: String,
+    },
+
+    /// The registry does not know the repository and will not create it.
+    #[error(
+        "{registry} has no repository {repository} ({detail}): \
+         create it on the registry first, or check the name"
+    )]
+    RegistryNameUnknown {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The status and the registry's message.
+        detail: String,
+    },
+
+    /// A registry answered a request with an error.
+    #[error("{registry}: {operation} failed with {status}: {message}")]
+    Registry {
+        /// The registry.
+        registry: String,
+        /// What was being done, e.g. "uploading layer sha256:…".
+        operation: String,
+        /// The HTTP status, or what happened instead of one.
+        status: String,
+        /// The registry's explanation.
+        message: String,
+    },
+
+    /// A registry did not answer in time.
+    #[error(
+        "{registry} did not answer within {seconds} s while {operation}; \
+         pass a larger --timeout if it is only slow"
+    )]
+    RegistryTimeout {
+        /// The registry.
+        registry: String,
+        /// What was being done.
+        operation: String,
+        /// The timeout.
+        seconds: u64,
+    },
+
+    /// A transient failure that kept happening.
+    #[error("{last} (tried {attempts} times; --retries sets how often)")]
+    RetriesExhausted {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The failure of the last one.
+        last: Box<Error>,
+    },
+
+    /// A `@DIGEST` destination does not name the image's manifest.
+    #[error(
+        "the destination names the manifest {expected}, but this image's manifest is {found}: \
+         push by tag, or name {found}"
+    )]
+    ManifestDigestMismatch {
+        /// The digest in the destination.
+        expected: String,
+        /// The digest of the manifest that would be pushed.
+        found: String,
+    },
+
+    /// A zstd layer cannot be described in a Docker v2s2 manifest.
+    #[error(
+        "the layer holding {} is compressed with zstd, which Docker's v2s2 manifest format cannot \
+         describe: push with --format oci, or build the image with compression = \"gzip\"",
+        store_path.display()
+    )]
+    ZstdInDockerFormat {
+        /// The first store path of the layer.
+        store_path: PathBuf,
+    },
+
+    /// Credentials could not be read.
+    #[error("{0}")]
+    Credentials(String),
+}
+
+/// Why two files at one destination of a layer cannot be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConflictReason {
+    /// A directory and a file or symlink.
+    DirectoryAndOther,
+    /// A symlink and a regular file.
+    SymlinkAndFile,
+    /// Regular files with different bytes.
+    Contents,
+    /// Symlinks to different targets.
+    Targets,
+    /// `perms` of both sources apply and disagree.
+    Perms,
+    /// Different modes, and no `perms` to choose one.
+    Modes,
+}
+
+impl std::fmt::Display for ConflictReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConflictReason::DirectoryAndOther => {
+                "a directory and another kind of file cannot be merged (when a symlink to a \
+                 directory clashes with a directory, as buildEnv makes them, put both packages \
+                 in one buildEnv)"
+            }
+            ConflictReason::SymlinkAndFile => "a symlink and a regular file cannot be merged",
+            ConflictReason::Contents => "the files have different contents",
+            ConflictReason::Targets => "the symlinks have different targets",
+            ConflictReason::Perms => "perms of both give it different modes or owners",
+            ConflictReason::Modes => "they have different modes",
+        })
+    }
 }
 
 impl Error {

@@ -43,6 +43,11 @@ pub struct Layer {
     pub tar_size: u64,
     /// The roots the tar is made of, with their options.
     pub paths: Vec<PathSpec>,
+    /// The tar itself, stored by a non-reproducible layer
+    /// (`reproducible = false`): transports read it instead of
+    /// regenerating the tar from `paths`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar_path: Option<PathBuf>,
     /// The image history entry for this layer.
     pub history: History,
 }
@@ -56,8 +61,11 @@ impl Layer {
         history: History,
         compression: Compression,
     ) -> Result<Layer> {
-        let (diff_id, tar_size, blob) =
-            produce(&paths, &compression, HashingWriter::new(io::sink()))?;
+        let (diff_id, tar_size, blob) = produce(
+            TarSource::Paths(&paths),
+            &compression,
+            HashingWriter::new(io::sink()),
+        )?;
         let (digest, size, _) = blob.finish();
         Ok(Layer {
             digest,
@@ -67,8 +75,63 @@ impl Layer {
             diff_id,
             tar_size,
             paths,
+            tar_path: None,
             history,
         })
+    }
+
+    /// Like [`Layer::compute`], and also stores the tar in `directory` as
+    /// `<hex digest>.tar`, which the layer then points to: transports read
+    /// that file, not the store paths (`reproducible = false`). Only the
+    /// tar of `paths` is stored (upstream #219 stored every path of the
+    /// derivation in each of its layers).
+    pub fn compute_stored(
+        paths: Vec<PathSpec>,
+        history: History,
+        compression: Compression,
+        directory: &Path,
+    ) -> Result<Layer> {
+        let partial = tempfile::Builder::new()
+            .prefix(".layer-")
+            .suffix(".tar")
+            .tempfile_in(directory)
+            .map_err(Error::io("creating a temporary file in", directory))?;
+        let mut tar = HashingWriter::new(io::BufWriter::new(partial));
+        write_tar(&paths, &mut tar)?;
+        let (diff_id, tar_size, file) = tar.finish();
+        let partial = file
+            .into_inner()
+            .map_err(|e| Error::io("writing a layer tar in", directory)(e.into_error()))?;
+        let stored = directory.join(format!("{}.tar", diff_id.digest()));
+        partial
+            .persist(&stored)
+            .map_err(|e| Error::io("writing", &stored)(e.error))?;
+        let (found, _, blob) = produce(
+            TarSource::File(&stored),
+            &compression,
+            HashingWriter::new(io::sink()),
+        )?;
+        debug_assert_eq!(found, diff_id);
+        let (digest, size, _) = blob.finish();
+        Ok(Layer {
+            digest,
+            size,
+            media_type: compression.media_type(),
+            compression,
+            diff_id,
+            tar_size,
+            paths,
+            tar_path: Some(stored),
+            history,
+        })
+    }
+
+    /// Where the tar's bytes come from: the stored tar, or the paths.
+    fn source(&self) -> TarSource<'_> {
+        match &self.tar_path {
+            Some(path) => TarSource::File(path),
+            None => TarSource::Paths(&self.paths),
+        }
     }
 
     /// The store path that best identifies the layer in messages.
@@ -83,7 +146,7 @@ impl Layer {
     /// bytes are written before the check can fail, so callers must treat
     /// what they wrote as incomplete until this returns `Ok`.
     pub fn write_tar<W: Write>(&self, out: W) -> Result<()> {
-        let (found, _, _) = produce(&self.paths, &Compression::None, out)?;
+        let (found, _, _) = produce(self.source(), &Compression::None, out)?;
         self.check(&self.diff_id, found)
     }
 
@@ -91,7 +154,8 @@ impl Layer {
     /// both the tar's and the blob's digests, with the same caveat as
     /// [`Layer::write_tar`].
     pub fn write_blob<W: Write>(&self, out: W) -> Result<()> {
-        let (diff_id, _, blob) = produce(&self.paths, &self.compression, HashingWriter::new(out))?;
+        let (diff_id, _, blob) =
+            produce(self.source(), &self.compression, HashingWriter::new(out))?;
         self.check(&self.diff_id, diff_id)?;
         self.check(&self.digest, blob.finish().0)
     }
@@ -241,15 +305,39 @@ impl Write for ChunkWriter {
     }
 }
 
-/// Writes the tar of `paths` through `compression` into `out`; returns the
-/// tar's digest and size, and `out`.
+/// The bytes of a layer's tar.
+#[derive(Clone, Copy)]
+enum TarSource<'a> {
+    /// Regenerated from these roots.
+    Paths(&'a [PathSpec]),
+    /// Read from a stored tar.
+    File(&'a Path),
+}
+
+/// Writes the tar through `compression` into `out`; returns the tar's
+/// digest and size, and `out`.
 fn produce<W: Write>(
-    paths: &[PathSpec],
+    source: TarSource<'_>,
     compression: &Compression,
     out: W,
 ) -> Result<(Digest, u64, W)> {
     let mut tar = HashingWriter::new(compression.encoder(out)?);
-    write_tar(paths, &mut tar)?;
+    match source {
+        TarSource::Paths(paths) => write_tar(paths, &mut tar)?,
+        TarSource::File(path) => {
+            let mut file = std::fs::File::open(path).map_err(Error::io("opening", path))?;
+            let mut buffer = vec![0; STREAM_CHUNK_SIZE];
+            loop {
+                let n = file.read(&mut buffer).map_err(Error::io("reading", path))?;
+                if n == 0 {
+                    break;
+                }
+                tar.write_all(&buffer[..n]).map_err(Error::Output)?;
+            }
+            // As `write_tar` does: the flush is part of the compressed bytes.
+            tar.flush().map_err(Error::Output)?;
+        }
+    }
     let (digest, size, encoder) = tar.finish();
     Ok((digest, size, encoder.finish()?))
 }
@@ -274,6 +362,53 @@ pub fn read_path_specs(path: &Path) -> Result<Vec<PathSpec>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored tar is what transports read, and only this layer's paths
+    /// are in it (upstream #219).
+    #[test]
+    fn stored_tars_are_read_instead_of_the_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, out) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("out"),
+        );
+        for (path, content) in [(&a, "a"), (&b, "b")] {
+            std::fs::create_dir_all(path).unwrap();
+            std::fs::write(path.join("f"), content).unwrap();
+        }
+        std::fs::create_dir_all(&out).unwrap();
+        let compression = Compression::Gzip { level: 6 };
+        let stored = [&a, &b].map(|p| {
+            Layer::compute_stored(
+                vec![PathSpec::plain(p)],
+                default_history(),
+                compression,
+                &out,
+            )
+            .unwrap()
+        });
+        let computed =
+            Layer::compute(vec![PathSpec::plain(&a)], default_history(), compression).unwrap();
+        assert_eq!(stored[0].digest, computed.digest);
+        assert_eq!(stored[0].diff_id, computed.diff_id);
+        assert_ne!(stored[0].diff_id, stored[1].diff_id);
+        let tar_path = stored[0].tar_path.clone().unwrap();
+        assert_eq!(
+            tar_path,
+            out.join(format!("{}.tar", computed.diff_id.digest()))
+        );
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+
+        // The store path may change; the stored tar is what counts.
+        std::fs::write(a.join("f"), "changed").unwrap();
+        let mut blob = Vec::new();
+        stored[0].blob_reader().read_to_end(&mut blob).unwrap();
+        assert_eq!(crate::hash::sha256_of(&blob), stored[0].digest);
+        let mut tar = Vec::new();
+        stored[0].tar_reader().read_to_end(&mut tar).unwrap();
+        assert_eq!(tar, std::fs::read(&tar_path).unwrap());
+    }
 
     #[test]
     fn reader_streams_and_verifies() {

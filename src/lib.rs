@@ -15,7 +15,9 @@ pub mod hash;
 pub mod image;
 pub mod layer;
 pub mod nix_builder;
+pub mod nix_database;
 pub mod reference;
+pub mod registry;
 pub mod tar;
 pub mod transport;
 

@@ -4,15 +4,15 @@
 //! JSON document (`.attrs.json`) instead of environment variables, and
 //! `exportReferencesGraph` puts closure graphs into that same document.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Config, History};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::closure::{ClosureEntry, popularity_order, split_for_layers};
+use crate::closure::{ClosureEntry, Layering, popularity_order, size_groups, split_for_layers};
 use crate::compression::Compression;
 use crate::document::{
     IMAGE_VERSION, ImageDocument, LAYERS_FILE_NAME, LAYERS_VERSION, LayersDocument,
@@ -20,7 +20,12 @@ use crate::document::{
 };
 use crate::error::{Error, Result};
 use crate::layer::{Layer, default_history};
+use crate::nix_database::{self, NIX_SCHEMA_VERSION, Registration};
 use crate::tar::{Mode, PathSpec, Perm, Rewrite};
+
+/// Most layers an image may have: Docker's limit (`maxLayerDepth` in
+/// moby's layer store), which overlayfs-based runtimes share in practice.
+pub const MAX_IMAGE_LAYERS: usize = 125;
 
 /// Name of the structured attributes file in the build directory.
 const ATTRS_FILE_NAME: &str = ".attrs.json";
@@ -58,6 +63,10 @@ struct LayerAttrs {
     outputs: Outputs,
     /// The closure of `deps` and `copyToRoot`.
     closure: Vec<ClosureEntry>,
+    /// The `deps` argument, to tell which copyToRoot paths are also wanted
+    /// in /nix/store.
+    #[serde(default)]
+    deps: Vec<PathBuf>,
     #[serde(default)]
     copy_to_root: Vec<PathBuf>,
     #[serde(default)]
@@ -65,6 +74,12 @@ struct LayerAttrs {
     #[serde(default)]
     perms: Vec<PermAttr>,
     max_layers: usize,
+    /// How the paths are split into `max_layers` layers.
+    #[serde(default)]
+    layering: Layering,
+    /// false: store each layer's tar in `$out`.
+    #[serde(default = "reproducible_default")]
+    reproducible: bool,
     /// Outputs of the parent layer derivations.
     #[serde(default)]
     layers: Vec<PathBuf>,
@@ -74,6 +89,10 @@ struct LayerAttrs {
     compression: String,
     #[serde(default)]
     compression_level: Option<i64>,
+}
+
+fn reproducible_default() -> bool {
+    true
 }
 
 /// A `perms` element: the store path it applies to, and the perm itself.
@@ -94,17 +113,18 @@ struct PermAttr {
     gname: String,
 }
 
-/// Builds a layer derivation: writes `$out/layers.json`.
+/// Builds a layer derivation: writes `$out/layers.json` (and, for
+/// `reproducible = false`, the layers' tars).
 pub fn build_layers() -> Result<()> {
     let attrs: LayerAttrs = read_attrs()?;
     let out = attrs.outputs.out.clone();
-    let document = plan_and_compute_layers(attrs)?;
     std::fs::create_dir_all(&out).map_err(Error::io("creating", &out))?;
+    let document = plan_and_compute_layers(attrs, &out)?;
     let path = out.join(LAYERS_FILE_NAME);
     std::fs::write(&path, canonical_json_pretty(&document)).map_err(Error::io("writing", &path))
 }
 
-fn plan_and_compute_layers(attrs: LayerAttrs) -> Result<LayersDocument> {
+fn plan_and_compute_layers(attrs: LayerAttrs, out: &Path) -> Result<LayersDocument> {
     let mut perms: Vec<(PathBuf, Perm)> = Vec::new();
     for perm in attrs.perms {
         let mode = match perm.mode.as_deref() {
@@ -113,6 +133,12 @@ fn plan_and_compute_layers(attrs: LayerAttrs) -> Result<LayersDocument> {
                 Error::Invalid(format!("perms entry for {}: {e}", perm.path.display()))
             })?),
         };
+        // Fail here, naming the entry, rather than when the tar is written.
+        regex::bytes::Regex::new(&perm.regex).map_err(|source| Error::Regex {
+            regex: perm.regex.clone(),
+            path: perm.path.clone(),
+            source: Box::new(source),
+        })?;
         perms.push((
             perm.path,
             Perm {
@@ -126,40 +152,147 @@ fn plan_and_compute_layers(attrs: LayerAttrs) -> Result<LayersDocument> {
         ));
     }
 
+    if let Some(inside) = attrs
+        .copy_to_root
+        .iter()
+        .find(|path| !attrs.closure.iter().any(|entry| entry.path == **path))
+    {
+        return Err(Error::Invalid(format!(
+            "copyToRoot entry {} is not a store path: give the derivation (or its store path), \
+             not a path inside it",
+            inside.display()
+        )));
+    }
     let inherited = ancestor_paths(&attrs.layers)?;
     let ignored: HashSet<&PathBuf> = attrs.ignore.iter().collect();
-    let specs: Vec<PathSpec> = popularity_order(&attrs.closure)
-        .into_iter()
-        .filter(|path| !ignored.contains(path))
-        .map(|path| {
-            let rewrite = attrs.copy_to_root.contains(&path).then(|| Rewrite {
-                regex: format!("^{}", regex::escape(&path.to_string_lossy())),
-                repl: String::new(),
+    let relocated: HashSet<&PathBuf> = attrs.copy_to_root.iter().collect();
+    let wanted_in_store = wanted_in_store(&attrs.closure, &attrs.deps);
+    let perms_of = |path: &PathBuf| -> Vec<Perm> {
+        perms
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, perm)| perm.clone())
+            .collect()
+    };
+
+    // Each kept store path with its specs: under /nix/store, relocated to
+    // `/` (copyToRoot), or both (a copyToRoot path something refers to).
+    let mut kept: Vec<(PathBuf, Vec<PathSpec>)> = Vec::new();
+    for path in popularity_order(&attrs.closure) {
+        if ignored.contains(&path) {
+            continue;
+        }
+        let mut specs = Vec::new();
+        let is_relocated = relocated.contains(&path);
+        if !is_relocated || wanted_in_store.contains(&path) {
+            specs.push(PathSpec {
+                path: path.clone(),
+                rewrite: None,
+                perms: perms_of(&path),
             });
-            let perms = perms
-                .iter()
-                .filter(|(p, _)| *p == path)
-                .map(|(_, perm)| perm.clone())
-                .collect();
-            PathSpec {
-                path,
-                rewrite,
-                perms,
-            }
-        })
-        .filter(|spec| !inherited.contains(spec))
-        .collect();
+        }
+        if is_relocated {
+            specs.push(PathSpec {
+                path: path.clone(),
+                rewrite: Some(copy_to_root_rewrite(&path)?),
+                perms: perms_of(&path),
+            });
+        }
+        specs.retain(|spec| !inherited.contains(spec));
+        if !specs.is_empty() {
+            kept.push((path, specs));
+        }
+    }
+
+    let groups: Vec<Vec<PathSpec>> = match attrs.layering {
+        Layering::Popularity => split_for_layers(
+            kept.into_iter().flat_map(|(_, specs)| specs).collect(),
+            attrs.max_layers,
+        ),
+        Layering::Size => {
+            let paths: Vec<PathBuf> = kept.iter().map(|(path, _)| path.clone()).collect();
+            let mut specs: Vec<Option<Vec<PathSpec>>> =
+                kept.into_iter().map(|(_, specs)| Some(specs)).collect();
+            size_groups(&attrs.closure, &paths, attrs.max_layers)
+                .into_iter()
+                .map(|group| {
+                    group
+                        .into_iter()
+                        .flat_map(|i| specs[i].take().expect("each path is in one group"))
+                        .collect()
+                })
+                .collect()
+        }
+    };
+    if groups.len() > MAX_IMAGE_LAYERS {
+        return Err(Error::Invalid(format!(
+            "this layer derivation would make {} layers, more than the {MAX_IMAGE_LAYERS} an \
+             image may have; give buildLayer a `maxLayers` of at most {MAX_IMAGE_LAYERS} \
+             (0 means one layer per store path)",
+            groups.len()
+        )));
+    }
 
     let compression = Compression::from_name(&attrs.compression, attrs.compression_level)?;
     let history = attrs.metadata.unwrap_or_else(default_history);
-    let layers = split_for_layers(specs, attrs.max_layers)
+    let reproducible = attrs.reproducible;
+    let layers = groups
         .into_par_iter()
-        .map(|paths| Layer::compute(paths, history.clone(), compression))
+        .map(|paths| {
+            if reproducible {
+                Layer::compute(paths, history.clone(), compression)
+            } else {
+                Layer::compute_stored(paths, history.clone(), compression, out)
+            }
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(LayersDocument {
         version: LAYERS_VERSION,
         layers,
         parents: attrs.layers,
+    })
+}
+
+/// The copyToRoot paths that must also stay at their store path: those
+/// another path of the closure refers to (the config's entrypoint, a
+/// script), and those also given in `deps`. Upstream relocated them only,
+/// leaving dangling references (upstream #157).
+fn wanted_in_store(closure: &[ClosureEntry], deps: &[PathBuf]) -> HashSet<PathBuf> {
+    let mut wanted: HashSet<PathBuf> = closure
+        .iter()
+        .flat_map(|entry| entry.references.iter().filter(move |r| **r != entry.path))
+        .cloned()
+        .collect();
+    wanted.extend(
+        closure
+            .iter()
+            .filter(|entry| deps.iter().any(|dep| dep.starts_with(&entry.path)))
+            .map(|entry| entry.path.clone()),
+    );
+    wanted
+}
+
+/// Where copyToRoot puts a store path: a directory's content at `/`; a
+/// single file (or symlink) at `/<name>`, its name without the hash
+/// (upstream put nothing at all).
+fn copy_to_root_rewrite(path: &Path) -> Result<Rewrite> {
+    let regex = format!("^{}", regex::escape(&path.to_string_lossy()));
+    let metadata =
+        std::fs::symlink_metadata(path).map_err(Error::io("reading metadata of", path))?;
+    if metadata.is_dir() {
+        return Ok(Rewrite {
+            regex,
+            repl: String::new(),
+        });
+    }
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = base.split_once('-').map_or(base.as_str(), |(_, name)| name);
+    Ok(Rewrite {
+        regex,
+        repl: format!("/{}", name.replace('$', "$$")),
     })
 }
 
@@ -207,18 +340,35 @@ struct ImageAttrs {
     created: String,
 }
 
+/// The `created` value that asks for the time of the build.
+const CREATED_NOW: &str = "now";
+
 /// Builds an image derivation: writes the image JSON to `$out`.
 pub fn build_image() -> Result<()> {
     let attrs: ImageAttrs = read_attrs()?;
+    let layers = collect_layers(&attrs.layers)?;
+    if layers.len() > MAX_IMAGE_LAYERS {
+        return Err(Error::Invalid(format!(
+            "the image would have {} layers, more than the {MAX_IMAGE_LAYERS} Docker and \
+             overlayfs accept; lower the `maxLayers` of buildImage or of the buildLayer \
+             results it uses, or merge `isolatedDeps`/`layers` into fewer buildLayer calls",
+            layers.len()
+        )));
+    }
+    let created = if attrs.created == CREATED_NOW {
+        rfc3339_utc(std::time::SystemTime::now())
+    } else {
+        attrs.created
+    };
     let document = ImageDocument {
         version: IMAGE_VERSION,
         helper: attrs.builder,
         architecture: attrs.architecture,
         os: attrs.os,
         variant: attrs.variant,
-        created: attrs.created,
+        created,
         config: attrs.config,
-        layers: collect_layers(&attrs.layers)?,
+        layers,
     };
     let out = &attrs.outputs.out;
     std::fs::write(out, canonical_json_pretty(&document)).map_err(Error::io("writing", out))
@@ -252,4 +402,168 @@ pub fn write_config() -> Result<()> {
     let attrs: ConfigAttrs = read_attrs()?;
     let out = &attrs.outputs.out;
     std::fs::write(out, canonical_json_pretty(&attrs.config)).map_err(Error::io("writing", out))
+}
+
+/// `time` as RFC 3339 in UTC, to the second: `2024-05-13T09:31:10Z`.
+fn rfc3339_utc(time: std::time::SystemTime) -> String {
+    let seconds = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Attributes of the Nix database derivation (`nix/build-image.nix`).
+#[derive(Deserialize)]
+struct NixDatabaseAttrs {
+    outputs: Outputs,
+    /// The closure of the layer outputs: every path they list.
+    closure: Vec<ClosureEntry>,
+    /// The image's layer derivation outputs, bottom first.
+    layers: Vec<PathBuf>,
+}
+
+/// Name of the directory, under `/nix/var/nix/gcroots`, holding a root for
+/// every registered path.
+const GCROOTS_DIR: &str = "docker";
+
+/// Builds the Nix database of an image (`initializeNixDatabase`):
+/// `$out/nix/var/nix/db/{db.sqlite,schema}`, a GC root per registered path
+/// in `$out/nix/var/nix/gcroots/docker`, and an empty `$out/nix/store/.links`.
+///
+/// Registered are the paths the layers put under /nix/store: not the
+/// copyToRoot paths they only relocate (upstream #165), and not a path
+/// whose references are not all in the image (an `ignore`d dependency),
+/// since a Nix database only holds closed sets.
+pub fn write_nix_database() -> Result<()> {
+    let attrs: NixDatabaseAttrs = read_attrs()?;
+    let mut in_store = BTreeSet::new();
+    walk_layer_outputs(&attrs.layers, &mut HashSet::new(), &mut |document| {
+        for layer in &document.layers {
+            in_store.extend(
+                layer
+                    .paths
+                    .iter()
+                    .filter(|spec| spec.rewrite.is_none())
+                    .map(|spec| spec.path.clone()),
+            );
+        }
+    })?;
+    let graph: HashMap<&PathBuf, &ClosureEntry> =
+        attrs.closure.iter().map(|e| (&e.path, e)).collect();
+    let mut registered = in_store.clone();
+    loop {
+        let incomplete: Vec<(PathBuf, PathBuf)> = registered
+            .iter()
+            .filter_map(|path| {
+                let entry = graph.get(path)?;
+                entry
+                    .references
+                    .iter()
+                    .find(|r| !registered.contains(*r))
+                    .map(|r| (path.clone(), r.clone()))
+            })
+            .collect();
+        if incomplete.is_empty() {
+            break;
+        }
+        for (path, missing) in incomplete {
+            eprintln!(
+                "nix2container: not registering {} in the Nix database: it refers to {}, which is not in the image's /nix/store",
+                path.display(),
+                missing.display()
+            );
+            registered.remove(&path);
+        }
+    }
+    let registrations = registered
+        .iter()
+        .map(|path| {
+            let entry = graph.get(path).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "no closure information for {}: the layers are not in the derivation's exportReferencesGraph",
+                    path.display()
+                ))
+            })?;
+            let hash = entry.nar_hash.as_deref().ok_or_else(|| {
+                Error::Invalid(format!("no NAR hash for {} in the closure graph", path.display()))
+            })?;
+            Ok(Registration {
+                path: path.clone(),
+                nar_hash: nix_database::database_nar_hash(hash)?,
+                nar_size: entry.nar_size,
+                references: entry.references.iter().cloned().collect(),
+                ca: entry.ca.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let out = &attrs.outputs.out;
+    let db = out.join("nix/var/nix/db");
+    let gcroots = out.join("nix/var/nix/gcroots").join(GCROOTS_DIR);
+    let links = out.join("nix/store/.links");
+    for dir in [&db, &gcroots, &links] {
+        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    }
+    nix_database::write_database(&db.join("db.sqlite"), &registrations)?;
+    let schema = db.join("schema");
+    std::fs::write(&schema, NIX_SCHEMA_VERSION.to_string())
+        .map_err(Error::io("writing", &schema))?;
+    for path in &registered {
+        let name = gcroots.join(path.file_name().unwrap_or(path.as_os_str()));
+        std::os::unix::fs::symlink(path, &name).map_err(Error::io("creating", &name))?;
+    }
+    eprintln!(
+        "nix2container: the Nix database registers {} store paths",
+        registrations.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_table() {
+        let cases: &[(u64, &str)] = &[
+            (0, "1970-01-01T00:00:00Z"),
+            (1, "1970-01-01T00:00:01Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_715_592_670, "2024-05-13T09:31:10Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ];
+        for &(seconds, expected) in cases {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+            assert_eq!(rfc3339_utc(time), expected, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn copy_to_root_puts_a_single_file_at_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("0123abcd-motd.txt");
+        std::fs::write(&file, "hi").unwrap();
+        let rewrite = copy_to_root_rewrite(&file).unwrap();
+        assert_eq!(rewrite.repl, "/motd.txt");
+        let tree = dir.path().join("4567-root");
+        std::fs::create_dir(&tree).unwrap();
+        assert_eq!(copy_to_root_rewrite(&tree).unwrap().repl, "");
+    }
 }

@@ -43,12 +43,6 @@ impl PathSpec {
             perms: Vec::new(),
         }
     }
-
-    /// Whether the spec has options, which makes upstream compare perms of
-    /// files that two specs put at the same place.
-    fn has_options(&self) -> bool {
-        self.rewrite.is_some() || !self.perms.is_empty()
-    }
 }
 
 /// A regex replacement applied to the source path of every walked file.

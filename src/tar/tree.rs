@@ -20,7 +20,7 @@ use regex::bytes::Regex;
 
 use super::PathSpec;
 use super::header::{self, DEFAULT_OWNER_NAME, EntryType, Header};
-use crate::error::{Error, Result};
+use crate::error::{ConflictReason, Error, Result};
 
 /// Mode of directories that no root provides (`/`, `/nix`, `/nix/store`,
 /// parents created by a rewrite). Changing it changes digests.
@@ -197,19 +197,19 @@ impl Tree {
             node = node.children.get_mut(part).expect("inserted above");
         }
         if let Some(existing) = &node.file {
-            let conflict = existing.entry_type != file.entry_type
-                || existing.mode != file.mode
-                || (file.entry_type == EntryType::Regular && existing.size != file.size)
-                || (specs[existing.spec].spec.has_options()
-                    && specs[existing.spec].spec.perms != specs[file.spec].spec.perms);
-            if conflict {
-                return Err(Error::Conflict {
-                    destination: String::from_utf8_lossy(&destination).into_owned(),
-                    first: existing.source.clone(),
-                    first_kind: describe(specs, existing),
-                    second: file.source.clone(),
-                    second_kind: describe(specs, &file),
-                });
+            match merge(specs, existing, &file)? {
+                Merge::KeepFirst => return Ok(()),
+                Merge::TakeSecond => {}
+                Merge::Conflict(reason) => {
+                    return Err(Error::Conflict {
+                        destination: String::from_utf8_lossy(&destination).into_owned(),
+                        reason,
+                        first: existing.source.clone(),
+                        first_kind: describe(specs, existing),
+                        second: file.source.clone(),
+                        second_kind: describe(specs, &file),
+                    });
+                }
             }
         }
         node.file = Some(file);
@@ -237,12 +237,169 @@ fn describe(specs: &[CompiledSpec], file: &FileEntry) -> String {
     let kind = match file.entry_type {
         EntryType::Regular => format!("file, mode {:04o}, {} bytes", file.mode, file.size),
         EntryType::Directory => format!("directory, mode {:04o}", file.mode),
-        EntryType::Symlink => "symlink".to_owned(),
+        EntryType::Symlink => match std::fs::read_link(&file.source) {
+            Ok(target) => format!("symlink to {}", target.display()),
+            Err(_) => "symlink".to_owned(),
+        },
     };
-    match specs[file.spec].spec.perms.len() {
-        0 => kind,
-        n => format!("{kind}, {n} perms entries"),
+    let attributes = attributes(&specs[file.spec], file);
+    if attributes.by_perm {
+        format!(
+            "{kind}, perms make it mode {:04o}, owner {}:{}",
+            attributes.mode, attributes.uid, attributes.gid
+        )
+    } else {
+        kind
     }
+}
+
+/// What to do when a second source provides a file where one already is.
+enum Merge {
+    /// Keep the first file.
+    KeepFirst,
+    /// Replace it with the second, as upstream does for identical files.
+    TakeSecond,
+    /// Refuse, for this reason.
+    Conflict(ConflictReason),
+}
+
+/// The rules for two sources at one destination (several `copyToRoot`
+/// roots sharing `/bin`, a root overlapping the Nix database):
+///
+/// * Different types (a directory and a symlink, upstream #162), regular
+///   files with different contents, symlinks with different targets:
+///   conflict. Upstream compared only modes and sizes, and silently kept
+///   the last of two different files of equal size.
+/// * Otherwise the entries are merged, and what the tar says of the entry
+///   (mode, owner) is computed for both, `perms` applied. Equal, or the two
+///   roots have the same `perms` list: the second wins, as upstream. Only
+///   one side's `perms` match the entry: that side wins, since it is what
+///   the user asked for (upstream #144 refused whenever the perms lists
+///   differed, even when they did not apply to the entry). Both sides'
+///   perms match and disagree, or no perms and modes disagree: conflict.
+fn merge(specs: &[CompiledSpec], first: &FileEntry, second: &FileEntry) -> Result<Merge> {
+    if first.entry_type != second.entry_type {
+        return Ok(Merge::Conflict(
+            if [first.entry_type, second.entry_type].contains(&EntryType::Directory) {
+                ConflictReason::DirectoryAndOther
+            } else {
+                ConflictReason::SymlinkAndFile
+            },
+        ));
+    }
+    match first.entry_type {
+        EntryType::Regular => {
+            if first.size != second.size || !same_content(&first.source, &second.source)? {
+                return Ok(Merge::Conflict(ConflictReason::Contents));
+            }
+        }
+        EntryType::Symlink => {
+            let target =
+                |path: &Path| std::fs::read_link(path).map_err(Error::io("reading symlink", path));
+            if target(&first.source)? != target(&second.source)? {
+                return Ok(Merge::Conflict(ConflictReason::Targets));
+            }
+        }
+        EntryType::Directory => {}
+    }
+    let (a, b) = (
+        attributes(&specs[first.spec], first),
+        attributes(&specs[second.spec], second),
+    );
+    if a.same_entry(&b) || specs[first.spec].spec.perms == specs[second.spec].spec.perms {
+        return Ok(Merge::TakeSecond);
+    }
+    Ok(match (a.by_perm, b.by_perm) {
+        (true, false) => Merge::KeepFirst,
+        (false, true) => Merge::TakeSecond,
+        (true, true) => Merge::Conflict(ConflictReason::Perms),
+        (false, false) => Merge::Conflict(ConflictReason::Modes),
+    })
+}
+
+/// Whether two regular files of equal size hold the same bytes.
+fn same_content(a: &Path, b: &Path) -> Result<bool> {
+    if a == b {
+        return Ok(true);
+    }
+    let open = |path: &Path| File::open(path).map_err(Error::io("opening", path));
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let na = read_full(&mut fa, &mut ba).map_err(Error::io("reading", a))?;
+        let nb = read_full(&mut fb, &mut bb).map_err(Error::io("reading", b))?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the end of the file.
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// The mode and owner the tar gives an entry, after its root's perms.
+struct Attributes<'a> {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    uname: &'a [u8],
+    gname: &'a [u8],
+    /// Whether a perms entry matched.
+    by_perm: bool,
+}
+
+impl Attributes<'_> {
+    fn same_entry(&self, other: &Attributes<'_>) -> bool {
+        (self.mode, self.uid, self.gid, self.uname, self.gname)
+            == (other.mode, other.uid, other.gid, other.uname, other.gname)
+    }
+}
+
+/// Applies the perms of `spec` to `file`, in order, as upstream: a match
+/// always sets uid and gid; uname, gname and mode only when given.
+fn attributes<'a>(spec: &'a CompiledSpec, file: &FileEntry) -> Attributes<'a> {
+    let mut attributes = Attributes {
+        mode: if file.entry_type == EntryType::Symlink {
+            SYMLINK_MODE
+        } else {
+            file.mode
+        },
+        uid: 0,
+        gid: 0,
+        uname: DEFAULT_OWNER_NAME,
+        gname: DEFAULT_OWNER_NAME,
+        by_perm: false,
+    };
+    let source = file.source.as_os_str().as_bytes();
+    for (regex, perm) in spec.perms.iter().zip(&spec.spec.perms) {
+        if regex.is_match(source) {
+            attributes.by_perm = true;
+            attributes.uid = perm.uid;
+            attributes.gid = perm.gid;
+            if !perm.uname.is_empty() {
+                attributes.uname = perm.uname.as_bytes();
+            }
+            if !perm.gname.is_empty() {
+                attributes.gname = perm.gname.as_bytes();
+            }
+            if let Some(mode) = perm.mode {
+                attributes.mode = mode.bits();
+            }
+        }
+    }
+    attributes
 }
 
 /// Builds the tree of `specs` and writes its tar to `out`.
@@ -295,38 +452,18 @@ impl Emitter<'_> {
                 .into_vec(),
             _ => Vec::new(),
         };
-        let spec = &self.specs[file.spec];
-        let mut header = Header {
+        let attributes = attributes(&self.specs[file.spec], file);
+        let header = Header {
             name,
             entry_type: file.entry_type,
             link_name: &link,
-            mode: if file.entry_type == EntryType::Symlink {
-                SYMLINK_MODE
-            } else {
-                file.mode
-            },
-            uid: 0,
-            gid: 0,
-            uname: DEFAULT_OWNER_NAME,
-            gname: DEFAULT_OWNER_NAME,
+            mode: attributes.mode,
+            uid: attributes.uid,
+            gid: attributes.gid,
+            uname: attributes.uname,
+            gname: attributes.gname,
             size: file.size,
         };
-        let source = file.source.as_os_str().as_bytes();
-        for (regex, perm) in spec.perms.iter().zip(&spec.spec.perms) {
-            if regex.is_match(source) {
-                header.uid = perm.uid;
-                header.gid = perm.gid;
-                if !perm.uname.is_empty() {
-                    header.uname = perm.uname.as_bytes();
-                }
-                if !perm.gname.is_empty() {
-                    header.gname = perm.gname.as_bytes();
-                }
-                if let Some(mode) = perm.mode {
-                    header.mode = mode.bits();
-                }
-            }
-        }
         self.write_header(&header, out)?;
         if file.entry_type == EntryType::Regular {
             self.copy_content(&file.source, file.size, out)?;
@@ -521,5 +658,145 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    use crate::tar::{Perm, Rewrite};
+
+    /// A copyToRoot-like spec: `dir`'s content at `/`.
+    fn root(dir: &Path, perms: Vec<Perm>) -> PathSpec {
+        PathSpec {
+            path: dir.to_path_buf(),
+            rewrite: Some(Rewrite {
+                regex: format!("^{}", regex::escape(dir.to_str().unwrap())),
+                repl: String::new(),
+            }),
+            perms,
+        }
+    }
+
+    fn perm(regex: &str, uid: u32) -> Perm {
+        Perm {
+            regex: regex.to_owned(),
+            mode: Some("0700".parse().unwrap()),
+            uid,
+            gid: uid,
+            uname: String::new(),
+            gname: String::new(),
+        }
+    }
+
+    fn files(dir: &Path, files: &[(&str, &str)]) {
+        for (name, content) in files {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+    }
+
+    /// The entries of the tar of `specs`: name → (mode, uid).
+    fn entries(specs: &[PathSpec]) -> BTreeMap<String, (u32, u64)> {
+        let mut bytes = Vec::new();
+        write_tar(specs, &mut bytes).unwrap();
+        let mut archive = ::tar::Archive::new(&bytes[..]);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+                (
+                    name,
+                    (e.header().mode().unwrap(), e.header().uid().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    fn conflict(specs: &[PathSpec]) -> String {
+        match Tree::build(specs) {
+            Err(e @ Error::Conflict { .. }) => e.to_string(),
+            Err(other) => panic!("expected a conflict, got {other}"),
+            Ok(_) => panic!("expected a conflict"),
+        }
+    }
+
+    #[test]
+    fn roots_sharing_directories_and_identical_files_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        files(&a, &[("bin/one", "1"), ("share/same", "same")]);
+        files(&b, &[("bin/two", "2"), ("share/same", "same")]);
+        let names: Vec<String> = entries(&[root(&a, vec![]), root(&b, vec![])])
+            .into_keys()
+            .collect();
+        assert_eq!(
+            names,
+            ["/", "/bin", "/bin/one", "/bin/two", "/share", "/share/same"]
+        );
+    }
+
+    #[test]
+    fn different_contents_of_equal_size_conflict_naming_both_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        files(&a, &[("etc/motd", "one")]);
+        files(&b, &[("etc/motd", "two")]);
+        let message = conflict(&[root(&a, vec![]), root(&b, vec![])]);
+        for needle in [
+            "at /etc/motd",
+            a.join("etc/motd").to_str().unwrap(),
+            b.join("etc/motd").to_str().unwrap(),
+            "different contents",
+        ] {
+            assert!(message.contains(needle), "{needle:?} not in {message}");
+        }
+    }
+
+    /// Upstream #162: a directory in one root, a symlink in another.
+    #[test]
+    fn upstream_162_directory_and_symlink_conflict_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        files(&a, &[("share/doc/a", "a")]);
+        std::fs::create_dir_all(&b).unwrap();
+        std::os::unix::fs::symlink("/nix/store/x-doc/share", b.join("share")).unwrap();
+        let message = conflict(&[root(&a, vec![]), root(&b, vec![])]);
+        assert!(
+            message.contains("symlink to /nix/store/x-doc/share"),
+            "{message}"
+        );
+        assert!(
+            message.contains("put both packages in one buildEnv"),
+            "{message}"
+        );
+    }
+
+    /// Upstream #144: perms on one root made every directory it shares with
+    /// another root a conflict, even where the perms do not apply.
+    #[test]
+    fn upstream_144_perms_on_one_root_do_not_conflict_with_shared_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        files(&a, &[("bin/one", "1")]);
+        files(&b, &[("bin/two", "2"), ("tmp/.keep", "")]);
+        let specs = [root(&a, vec![]), root(&b, vec![perm("/tmp$", 7)])];
+        let tar = entries(&specs);
+        assert_eq!(tar["/tmp"], (0o700, 7));
+        assert_eq!(tar["/bin"].1, 0);
+        // Where one side's perms do apply, they win, whichever comes first.
+        let specs = [root(&a, vec![]), root(&b, vec![perm("/bin$", 7)])];
+        assert_eq!(entries(&specs)["/bin"], (0o700, 7));
+        let specs = [root(&b, vec![perm("/bin$", 7)]), root(&a, vec![])];
+        assert_eq!(entries(&specs)["/bin"], (0o700, 7));
+        // Both sides' perms apply and disagree: which owner would be right?
+        let specs = [
+            root(&a, vec![perm("/bin$", 8)]),
+            root(&b, vec![perm("/bin$", 7)]),
+        ];
+        let message = conflict(&specs);
+        assert!(
+            message.contains("owner 8:8") && message.contains("owner 7:7"),
+            "{message}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! | `docker-archive:FILE[:NAME[:TAG]]` | a `docker save` tar; FILE `-` is stdout |
 //! | `docker-daemon:NAME[:TAG]` | a Docker Engine, through its API socket |
 //! | `containers-storage:NAME[:TAG]` | Podman's storage, through its service or `podman load` |
+//! | `docker://REGISTRY/NAME[:TAG\|@DIGEST]` | a registry; see [`crate::registry`] |
 //!
 //! Layers are never staged: each is regenerated from the store while it is
 //! written, and a copy that fails (a store file changed, the disk is full,
@@ -18,7 +19,7 @@
 //! all archive-shaped destinations share.
 
 mod archive;
-mod blob;
+pub(crate) mod blob;
 mod daemon;
 mod docker;
 mod file;
@@ -32,6 +33,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::reference::Reference;
+use crate::registry::{self, PushOptions, RegistryReference};
 
 use self::archive::ArchiveStream;
 use self::blob::Blob;
@@ -66,6 +68,11 @@ pub enum Destination {
         /// The name the image gets.
         reference: Reference,
     },
+    /// A registry, through the OCI distribution API.
+    Registry {
+        /// The registry, repository, and tag or digest.
+        reference: RegistryReference,
+    },
     /// Podman's image store.
     ContainersStorage {
         /// The name the image gets (Podman prefixes names without a
@@ -83,8 +90,8 @@ impl FromStr for Destination {
         let unsupported = || {
             Error::Destination(format!(
                 "unsupported destination {s:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG], \
-                 docker-archive:FILE[:NAME[:TAG]], docker-daemon:NAME[:TAG] \
-                 or containers-storage:NAME[:TAG]"
+                 docker-archive:FILE[:NAME[:TAG]], docker-daemon:NAME[:TAG], \
+                 containers-storage:NAME[:TAG] or docker://REGISTRY/NAME[:TAG|@DIGEST]"
             ))
         };
         let (transport, details) = s.split_once(':').ok_or_else(unsupported)?;
@@ -115,6 +122,15 @@ impl FromStr for Destination {
             "docker-daemon" => Ok(Destination::DockerDaemon {
                 reference: docker_name(details)?,
             }),
+            "docker" => match details.strip_prefix("//") {
+                Some(reference) => Ok(Destination::Registry {
+                    reference: reference.parse()?,
+                }),
+                None => Err(Error::Destination(format!(
+                    "invalid destination {s:?}: a registry destination is \
+                     docker://REGISTRY/NAME[:TAG|@DIGEST], with two slashes"
+                ))),
+            },
             "containers-storage" => Ok(Destination::ContainersStorage {
                 reference: docker_name(details)?,
             }),
@@ -160,6 +176,7 @@ impl fmt::Display for Destination {
             Destination::ContainersStorage { reference } => {
                 write!(f, "containers-storage:{reference}")
             }
+            Destination::Registry { reference } => write!(f, "docker://{reference}"),
         }
     }
 }
@@ -169,6 +186,8 @@ impl fmt::Display for Destination {
 pub struct CopyOptions {
     /// Print nothing but errors.
     pub quiet: bool,
+    /// How to push, for `docker://` destinations.
+    pub registry: PushOptions,
 }
 
 /// Copies `image` to `destination`.
@@ -180,6 +199,8 @@ pub fn copy(image: &Image, destination: &Destination, options: &CopyOptions) -> 
     let progress = Progress {
         quiet: options.quiet,
     };
+    // Every HTTP client needs the TLS crypto provider, even a plain one.
+    registry::install_crypto_provider();
     match destination {
         Destination::OciLayout { dir, tag } => {
             oci::write_layout(image, dir, tag.as_deref(), progress)?;
@@ -205,6 +226,11 @@ pub fn copy(image: &Image, destination: &Destination, options: &CopyOptions) -> 
             Some(endpoint) => daemon::load(image, reference, Engine::Podman, endpoint, progress)?,
             None => podman::load(image, reference, progress)?,
         },
+        Destination::Registry { reference } => {
+            let digest = registry::push(image, reference, &options.registry, options.quiet)?;
+            progress.line(format_args!("pushed manifest {digest} to {destination}"));
+            return Ok(());
+        }
     }
     progress.line(format_args!(
         "copied image {} to {destination}",
@@ -253,7 +279,7 @@ impl Progress {
 }
 
 /// `1234567` → `1.2 MiB`: binary units, one decimal above bytes.
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

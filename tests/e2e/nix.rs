@@ -112,6 +112,16 @@ pub fn build_expr(expr: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
+/// Builds a Nix expression as `build_expr` does, expecting the build (not
+/// the evaluation) to fail; returns the error output.
+pub fn build_error(expr: &str) -> String {
+    let output = expr_command("nix-build", expr)
+        .output()
+        .expect("nix-build runs");
+    assert!(!output.status.success(), "building {expr} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// Evaluates a Nix expression as `build_expr` does, expecting failure;
 /// returns the error output.
 pub fn eval_error(expr: &str) -> String {

@@ -30,10 +30,6 @@ const MISTAKES: &[Mistake] = &[
         message: "the argument `fromImage` is not yet supported",
     },
     Mistake {
-        expr: r#"t.buildImage { name = "x"; initializeNixDatabase = true; }"#,
-        message: "the argument `initializeNixDatabase` is not yet supported",
-    },
-    Mistake {
         expr: r#"t.buildLayer { deps = [ t.pkgs.hello ]; maxLayers = -1; }"#,
         message: "`maxLayers` must be a non-negative integer",
     },

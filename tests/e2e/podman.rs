@@ -29,7 +29,10 @@ struct Storage {
 impl Storage {
     fn new() -> Storage {
         // Short: the service socket lives below it.
-        let dir = tempfile::Builder::new().prefix("n2c-podman-").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("n2c-podman-")
+            .tempdir_in("/tmp")
+            .unwrap();
         std::fs::write(dir.path().join("containers.conf"), CONTAINERS_CONF).unwrap();
         let storage_conf = format!(
             "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/runroot\"\n",
@@ -50,7 +53,10 @@ impl Storage {
     fn environment(&self, command: &mut Command) {
         command
             .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
+            .env(
+                "CONTAINERS_STORAGE_CONF",
+                self.dir.path().join("storage.conf"),
+            )
             .env("XDG_RUNTIME_DIR", self.dir.path().join("xdg"))
             .env_remove("CONTAINER_HOST");
     }
@@ -68,7 +74,11 @@ impl Storage {
         spawn_tied_to_process(command, "podman system service (apt-get install podman)");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ping(&socket) {
-            assert!(Instant::now() < deadline, "the podman service did not answer on {}", socket.display());
+            assert!(
+                Instant::now() < deadline,
+                "the podman service did not answer on {}",
+                socket.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         socket
@@ -76,8 +86,16 @@ impl Storage {
 
     /// The ID of the image `name`, as podman lists it.
     fn image_id(&self, name: &str) -> String {
-        let output = self.podman().args(["image", "inspect", "--format", "{{.Id}}", name]).output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let output = self
+            .podman()
+            .args(["image", "inspect", "--format", "{{.Id}}", name])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 }
@@ -88,8 +106,17 @@ fn copy_to_podman(image: &TestImage, storage: &Storage, socket: Option<&Path>, n
     if let Some(socket) = socket {
         command.env("CONTAINER_HOST", format!("unix://{}", socket.display()));
     }
-    let output = command.arg("copy").arg(&image.json).arg(format!("containers-storage:{name}")).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = command
+        .arg("copy")
+        .arg(&image.json)
+        .arg(format!("containers-storage:{name}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

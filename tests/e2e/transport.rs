@@ -473,10 +473,10 @@ const BAD_DESTINATIONS: &[BadDestination] = &[
         },
     },
     BadDestination {
-        name: "unsupported DOCKER_HOST",
+        name: "unsupported engine address",
         destination: |_| "docker-daemon:hello:v1".into(),
         docker_host: Some(|_| "ssh://me@host".into()),
-        message: |_| vec!["unsupported DOCKER_HOST \"ssh://me@host\"".into()],
+        message: |_| vec!["unsupported engine address \"ssh://me@host\"".into()],
     },
     BadDestination {
         name: "layout below a regular file",

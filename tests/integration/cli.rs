@@ -211,19 +211,35 @@ fn tar_digest_prints_the_compressed_blob_too() {
     std::fs::create_dir(dir.path().join("root")).unwrap();
     std::fs::write(dir.path().join("root/file"), "x".repeat(10_000)).unwrap();
     std::fs::write(dir.path().join("paths.json"), r#"[{"path": "root"}]"#).unwrap();
-    let plain = stdout_of(&run_in(dir.path(), &["tar-digest", "--paths", "paths.json"]));
+    let plain = stdout_of(&run_in(
+        dir.path(),
+        &["tar-digest", "--paths", "paths.json"],
+    ));
     for algorithm in ["gzip", "zstd"] {
         let both = stdout_of(&run_in(
             dir.path(),
-            &["tar-digest", "--paths", "paths.json", "--compression", algorithm],
+            &[
+                "tar-digest",
+                "--paths",
+                "paths.json",
+                "--compression",
+                algorithm,
+            ],
         ));
         let lines: Vec<&str> = both.lines().collect();
         assert_eq!(lines.len(), 2, "{both}");
-        assert_eq!(lines[0], plain.trim(), "the tar does not depend on compression");
+        assert_eq!(
+            lines[0],
+            plain.trim(),
+            "the tar does not depend on compression"
+        );
         let (_, size) = lines[1].split_once(' ').unwrap();
         assert!(size.parse::<u64>().unwrap() < 2_000, "{algorithm}: {both}");
     }
-    let bad = run_in(dir.path(), &["tar-digest", "--paths", "paths.json", "--compression", "xz"]);
+    let bad = run_in(
+        dir.path(),
+        &["tar-digest", "--paths", "paths.json", "--compression", "xz"],
+    );
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown compression \"xz\""));
 }

@@ -48,4 +48,3 @@ pub fn ping(socket: &Path) -> bool {
         .and_then(|()| stream.read_to_string(&mut answer))
         .is_ok_and(|_| answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
 }
-

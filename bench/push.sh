@@ -5,7 +5,11 @@
 # machine: every run gets an empty HOME, and skopeo's blob-info cache is
 # emptied before each of its runs.
 #
-#   bench/push.sh            # prints a markdown table on standard output
+#   bench/push.sh [--quick] [--format table|rows]
+#
+# prints a markdown table on standard output (--format rows: only the
+# rows, in bench/layers' columns, for bench/all). --quick uses a tenth of
+# the data: a check that the benchmark works (CI), not a measurement.
 #
 # Scenarios: the first push of a ~300 MiB, 4-layer image (gzip); the same
 # image again from a fresh machine; the image with its small "application"
@@ -17,15 +21,30 @@
 #
 # The data is deterministic and needs no /dev/urandom: AES-CTR of zeros with
 # fixed keys, raw (incompressible) or as base64 text (compresses to ~75 %).
-# Needs: cargo, docker-registry, skopeo, openssl, jq. Runs in about a
+# Needs: cargo, docker-registry, skopeo, openssl, jq, curl. Runs in about a
 # minute and a half on 2 cores; as root, skopeo's blob-info cache
 # (/var/lib/containers/cache/blob-info-cache-v1.{boltdb,sqlite}: skopeo 1.9
 # uses the first, later versions the second) is moved aside and restored at
 # the end.
 set -euo pipefail
+export LC_ALL=C
 cd "$(dirname "$0")/.."
 
-for tool in cargo docker-registry skopeo openssl jq; do
+QUICK=0
+FORMAT=table
+while (($#)); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --format) FORMAT=${2:?--format needs table or rows}; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | cut -c3-; exit 0 ;;
+    *) echo "usage: bench/push.sh [--quick] [--format table|rows]" >&2; exit 2 ;;
+  esac
+  shift
+done
+# MiB per layer: base (raw), libs and tools (text), app (raw).
+if ((QUICK)); then SIZES=(12 10 6 2); else SIZES=(120 100 60 16); fi
+
+for tool in docker-registry skopeo openssl jq curl; do
   command -v "$tool" >/dev/null || { echo "bench/push.sh: $tool is missing" >&2; exit 1; }
 done
 
@@ -51,9 +70,13 @@ for cache in "${SKOPEO_CACHES[@]}"; do
   if [ -e "$cache" ]; then mv "$cache" "$WORK/saved-caches/"; fi
 done
 
-echo "building nix2container (release)…" >&2
-cargo build --release --quiet
-N2C=$PWD/target/release/nix2container
+if [ -n "${NIX2CONTAINER:-}" ]; then
+  N2C=$NIX2CONTAINER
+else
+  echo "building nix2container (release)…" >&2
+  cargo build --release --quiet
+  N2C=${CARGO_TARGET_DIR:-$PWD/target}/release/nix2container
+fi
 
 # --- data ---------------------------------------------------------------
 
@@ -104,14 +127,14 @@ image_json() {
   }' "${layers[@]}" > "$out"
 }
 
-echo "generating ~300 MiB of layer data…" >&2
+echo "generating $((SIZES[0] + SIZES[1] * 4 / 3 + SIZES[2] * 4 / 3 + SIZES[3])) MiB of layer data…" >&2
 D=$WORK/data
-layer "$D/base" 00000000000000000000000000000001 120 raw &
-layer "$D/libs" 00000000000000000000000000000002 100 text &
+layer "$D/base" 00000000000000000000000000000001 "${SIZES[0]}" raw &
+layer "$D/libs" 00000000000000000000000000000002 "${SIZES[1]}" text &
 wait
-layer "$D/tools" 00000000000000000000000000000003 60 text &
-layer "$D/app" 00000000000000000000000000000004 16 raw &
-layer "$D/app2" 00000000000000000000000000000005 16 raw &
+layer "$D/tools" 00000000000000000000000000000003 "${SIZES[2]}" text &
+layer "$D/app" 00000000000000000000000000000004 "${SIZES[3]}" raw &
+layer "$D/app2" 00000000000000000000000000000005 "${SIZES[3]}" raw &
 wait
 mv "$D/app2/opt/app2" "$D/app2/opt/app"
 
@@ -169,10 +192,13 @@ fresh_env() {
 }
 
 ROWS=()
+declare -A SECONDS_OF BLOBS_OF MIB_OF
 # run LABEL TOOL REGISTRY COMMAND…: times COMMAND in a fresh environment and
-# records a table row.
+# records a table row, and the figures under KEY (LABEL/TOOL's first word).
 run() {
   local label=$1 tool=$2 reg=$3; shift 3
+  local key="$label/${tool%% *}"
+  [[ $tool == *"oci: (layout"* ]] && key="$label/layout"
   local before start end counts
   rm -f "${SKOPEO_CACHES[@]}"
   before=$( [ "$reg" = - ] && echo 0 || lines "$reg")
@@ -185,12 +211,16 @@ run() {
   read -r blobs bytes <<< "$counts"
   local mib="–"
   [ "$bytes" != "–" ] && mib=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
-  ROWS+=("| $label | $tool | $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }') | $blobs | $mib |")
+  local wall
+  wall=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }')
+  SECONDS_OF[$key]=$wall BLOBS_OF[$key]=$blobs MIB_OF[$key]=$mib
+  ROWS+=("| $label | $tool | $wall | $blobs | $mib |")
   echo "  $label, $tool: done" >&2
 }
 
 OURS=$(registry ours)
 THEIRS=$(registry skopeo)
+FLOOR=$(registry floor)
 echo "registries on 127.0.0.1:$OURS (nix2container) and 127.0.0.1:$THEIRS (skopeo)" >&2
 
 N2C_FLAGS=(--dest-tls-verify=false --quiet)
@@ -202,6 +232,25 @@ run "first push" "nix2container copy oci: (layout for skopeo)" - \
   "$N2C" copy "$WORK/image.json" "oci:$WORK/layout-v1:v1" --quiet
 run "first push" "skopeo copy oci: docker://" skopeo \
   skopeo copy "${SKOPEO_FLAGS[@]}" "oci:$WORK/layout-v1:v1" "docker://127.0.0.1:$THEIRS/bench/app:v1"
+
+# put_blobs PORT LAYOUT: every blob of LAYOUT sent with curl at once, one
+# monolithic upload each: what the registry itself needs to take the bytes,
+# the floor under any client that sends them (no manifest).
+put_blobs() {
+  local port=$1 layout=$2 blob location
+  for blob in "$layout"/blobs/sha256/*; do
+    (
+      location=$(curl -sS -D - -o /dev/null -X POST "http://127.0.0.1:$port/v2/bench/app/blobs/uploads/" |
+        tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+      case $location in http*) ;; *) location="http://127.0.0.1:$port$location" ;; esac
+      curl -sS -f -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$blob" "$location&digest=sha256%3A$(basename "$blob")"
+    ) &
+  done
+  wait
+}
+run "first push" "curl PUT of the layout's blobs (registry floor)" floor \
+  bash -c "$(declare -f put_blobs); put_blobs \"\$@\"" put_blobs "$FLOOR" "$WORK/layout-v1"
 
 run "unchanged, fresh machine" "nix2container copy docker://" ours \
   "$N2C" copy "$WORK/image.json" "docker://127.0.0.1:$OURS/bench/app:v1" "${N2C_FLAGS[@]}"
@@ -217,8 +266,43 @@ run "one layer changed, fresh machine" "skopeo copy oci: docker://, empty cache"
 
 image_mib=$(jq '[.layers[].size] | add / 1048576 | . * 10 | round / 10' "$WORK/image.json")
 tar_mib=$(jq '[.layers[].tar_size] | add / 1048576 | . * 10 | round / 10' "$WORK/image.json")
+
+# verdict RATIO_OR_VALUE OP LIMIT TEXT, as in bench/layers.
+verdict() {
+  if ((QUICK)); then echo "$4"; return; fi
+  if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { exit !((op == "le" && v <= l) || (op == "lt" && v < l)) }'; then
+    echo "$4: met"
+  else
+    echo "$4: **not met**"
+  fi
+}
+cell() { echo "${SECONDS_OF[$1]} s (${BLOBS_OF[$1]} blobs, ${MIB_OF[$1]} MiB sent)"; }
+ratio() { awk -v a="${SECONDS_OF[$1]}" -v b="${SECONDS_OF[$2]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+skopeo_cmd='`skopeo copy oci:… docker://…`'
+what="image of 4 gzip layers ($tar_mib MiB of tar, $image_mib MiB of blobs)"
+r1=$(ratio "first push/nix2container" "first push/skopeo")
+r2=$(ratio "unchanged, fresh machine/nix2container" "unchanged, fresh machine/skopeo")
+r3=$(ratio "one layer changed, fresh machine/nix2container" "one layer changed, fresh machine/skopeo")
+unchanged_ok=$(awk -v s="${SECONDS_OF["unchanged, fresh machine/nix2container"]}" -v m="${MIB_OF["unchanged, fresh machine/nix2container"]}" 'BEGIN { print (s <= 0.2 && m == 0) ? 1 : 2 }')
+UNIFIED=(
+  "| push, first, $what: wall time vs $skopeo_cmd of its OCI layout | $(cell "first push/nix2container") | $(cell "first push/skopeo") | ${r1}× | $(verdict "$r1" le 0.6 "≤ 0.6×") |"
+  "| push, first: making the OCI layout skopeo pushes from (\`nix2container copy … oci:\`; not in skopeo's time) | ${SECONDS_OF["first push/layout"]} s |  |  | none set |"
+  "| push, first: the registry's floor, the layout's blobs sent by \`curl\` at once (no client work) | $(cell "first push/curl") | $(cell "first push/skopeo") | $(ratio "first push/curl" "first push/skopeo")× | none set |"
+  "| push, unchanged, from a fresh machine (skopeo: empty blob-info cache) | $(cell "unchanged, fresh machine/nix2container") | $(cell "unchanged, fresh machine/skopeo") | ${r2}× | $(verdict "$unchanged_ok" le 1 "0 layer bytes, ≤ 0.2 s") |"
+  "| push, after an app change (one $(( SIZES[3] )) MiB layer), fresh machine | $(cell "one layer changed, fresh machine/nix2container") | $(cell "one layer changed, fresh machine/skopeo") | ${r3}× | $(verdict "$r3" le 0.5 "≤ 0.5×") |"
+)
+if [ "$FORMAT" = rows ]; then
+  printf '%s\n' "${UNIFIED[@]}"
+  echo "- push: one run of each, registries on 127.0.0.1 (docker-registry, plain HTTP), every run with an empty HOME; $(skopeo --version); blobs counted from the registry's access log (the config blob included)"
+  ((QUICK)) && echo "- push --quick: a tenth of the data; this run only checks that the benchmark works."
+  exit 0
+fi
 echo "Image: 4 gzip layers, $tar_mib MiB of tar, $image_mib MiB compressed; $(nproc) cores; $(skopeo --version)."
 echo
 echo "| scenario | tool | wall time (s) | blobs uploaded | MiB uploaded |"
 echo "|---|---|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
+echo
+echo "| figure | ours | peer (same run) | ratio | target (issue 5) |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${UNIFIED[@]}"

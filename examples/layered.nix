@@ -3,12 +3,8 @@
 { pkgs, buildImage, ... }:
 
 let
-  # Prints hello's greeting and the kernel's name: a closure of a few
-  # paths (with a real nixpkgs, many more: glibc, …).
-  greet = pkgs.writeShellScript "greet" ''
-    ${pkgs.hello}/bin/hello
-    ${pkgs.coreutils}/bin/uname -s
-  '';
+  # Prints hello's greeting and the kernel's name (./greet.nix).
+  greet = import ./greet.nix { inherit pkgs; };
 in
 buildImage {
   name = "layered";

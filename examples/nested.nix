@@ -3,12 +3,8 @@
 { pkgs, buildImage, buildLayer }:
 
 let
-  # Prints hello's greeting and the kernel's name: a closure of a few
-  # paths (with a real nixpkgs, many more: glibc, …).
-  greet = pkgs.writeShellScript "greet" ''
-    ${pkgs.hello}/bin/hello
-    ${pkgs.coreutils}/bin/uname -s
-  '';
+  # Prints hello's greeting and the kernel's name (./greet.nix).
+  greet = import ./greet.nix { inherit pkgs; };
   coreutils = buildLayer { deps = [ pkgs.coreutils ]; };
   bash = buildLayer { deps = [ pkgs.bash ]; layers = [ coreutils ]; };
   app = buildLayer { deps = [ greet ]; layers = [ bash coreutils ]; };

@@ -5,7 +5,8 @@
 # The layers are the `isolatedDeps`/`layers` buildLayer results (with their
 # ancestors), then one layer (or up to `maxLayers`) holding what the config
 # and `copyToRoot` need beyond them, then, with `initializeNixDatabase`, a
-# small layer with the Nix database of all of them. Documented in
+# small layer with the Nix database of all of them. With `fromImage`, the
+# base image's layers come first and its config is inherited. Documented in
 # docs/nix-api.md.
 { internal, pkgs, buildLayer }:
 
@@ -49,16 +50,19 @@
   compressionLevel ? null
 , # Passed through to the image derivation's `meta`.
   meta ? { }
-, # Not supported yet; accepted so that upstream expressions fail loudly.
+, # A base image (pullImage or pullImageFromManifest): its layers come first,
+  # its config is inherited and this config applied over it.
   fromImage ? null
 }@args:
 
 let
   function = "buildImage";
-  unsupported = internal.notYetSupported function;
+  # Upstream's default is "".
+  baseImage = if fromImage == null || fromImage == "" then null else fromImage;
   checked =
-    assert unsupported "fromImage" (fromImage == null || fromImage == "");
-    if !builtins.isString name || name == "" then
+    if baseImage != null && !(builtins.isAttrs baseImage && baseImage.isNix2containerBaseImage or false) then
+      throw "nix2container.buildImage: `fromImage` must be a pullImage or pullImageFromManifest result, e.g. fromImage = pullImage { imageName = \"alpine\"; imageDigest = \"sha256:…\"; sha256 = \"…\"; }; got ${if builtins.isAttrs baseImage && baseImage ? type then "the derivation ${baseImage.name or "?"}" else builtins.typeOf baseImage}"
+    else if !builtins.isString name || name == "" then
       throw "nix2container.buildImage: `name` must be a non-empty string such as \"hello\" or \"ghcr.io/me/hello\"; got ${builtins.toJSON name}"
     else if tag != null && !builtins.isString tag then
       throw "nix2container.buildImage: `tag` must be a string or null; got ${builtins.typeOf tag}"
@@ -116,6 +120,7 @@ let
     architecture = arch;
     os = "linux";
     inherit created;
+    fromImage = baseImage;
   });
 
   imageName = internal.toLower name;
@@ -135,6 +140,8 @@ image // {
   layers = topLayer.nestedLayers ++ [ topLayer ] ++ databaseLayers;
   # The spelling of upstream's README.
   pushToDockerDeamon = copyToDockerDaemon;
+  # Upstream's passthru of the argument.
+  fromImage = baseImage;
   # Pushes to the registry the name says (docker.io without one).
   copyToRegistry = copyScript "copy-to-registry" "docker://${imageName}:${imageTag}";
   # Loads into Podman's storage (its service, or `podman load`).

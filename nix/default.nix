@@ -9,7 +9,9 @@ let
   internal = import ./internal.nix { inherit pkgs; helper = nix2container-bin; };
   buildLayer = import ./build-layer.nix { inherit internal; };
   buildImage = import ./build-image.nix { inherit internal pkgs buildLayer; };
+  pullImage = import ./pull-image.nix { inherit internal pkgs; };
+  pullImageFromManifest = import ./pull-image-from-manifest.nix { inherit internal pkgs; };
 in
 {
-  inherit nix2container-bin buildLayer buildImage;
+  inherit nix2container-bin buildLayer buildImage pullImage pullImageFromManifest;
 }

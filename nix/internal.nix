@@ -94,12 +94,6 @@ rec {
     in
     names.${cpu} or (throw "nix2container: no OCI architecture is known for the Nix system ${nixSystem}; pass `arch` explicitly");
 
-  # Throws for an argument that is accepted for compatibility with upstream
-  # but not implemented yet, instead of silently ignoring it.
-  notYetSupported = function: argument: isDefault:
-    if isDefault then true
-    else throw "nix2container.${function}: the argument `${argument}` is not yet supported by this version of nix2container; remove it (it is accepted only so that upstream expressions fail loudly rather than build something different)";
-
   # copyToRoot (or its deprecated alias contents) as a list.
   copyToRootList = function: { copyToRoot ? null, contents ? null, ... }:
     if copyToRoot != null && contents != null
@@ -183,6 +177,46 @@ rec {
     in
     if builtins.isList perms then map check perms
     else throw "nix2container.${function}: `perms` must be a list; got ${describe perms}";
+
+  # Proxy variables a fetching (fixed-output) derivation takes from the
+  # environment of the Nix daemon, as nixpkgs' fetchers do
+  # (lib.fetchers.proxyImpureEnvVars).
+  proxyImpureEnvVars = [
+    "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy"
+    "HTTP_PROXY" "HTTPS_PROXY" "FTP_PROXY" "ALL_PROXY" "NO_PROXY"
+  ];
+
+  # The CA bundle fetching derivations trust (a build sandbox has no system
+  # CAs): nixpkgs' cacert when the package set has it.
+  caBundle = if pkgs ? cacert then "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt" else null;
+
+  # A store path name made of an image name: "/" and ":" become "-", as
+  # upstream's pullImage names its output.
+  storeName = builtins.replaceStrings [ "/" ":" ] [ "-" "-" ];
+
+  # Checks the arguments the fetching functions share, naming them.
+  checkPullArgs = function: { imageName, os, arch, tlsVerify, sslCertFile, ... }:
+    if !builtins.isString imageName || imageName == "" || builtins.match ".*[@ ].*|(.*/)?[^/]*:[^/]*" imageName != null then
+      throw "nix2container.${function}: `imageName` must be an image name without tag or digest, such as \"alpine\", \"library/alpine\" or \"ghcr.io/me/base\"; got ${builtins.toJSON imageName}"
+    else if !builtins.isString os || os == "" then
+      throw "nix2container.${function}: `os` must be a non-empty string such as \"linux\"; got ${builtins.toJSON os}"
+    else if !builtins.isString arch || arch == "" then
+      throw "nix2container.${function}: `arch` must be an OCI architecture such as \"amd64\" or \"arm64\"; got ${builtins.toJSON arch}"
+    else if !builtins.isBool tlsVerify then
+      throw "nix2container.${function}: `tlsVerify` must be a boolean; got ${builtins.toJSON tlsVerify}"
+    else if sslCertFile != null && !isStringLike sslCertFile then
+      throw "nix2container.${function}: `sslCertFile` must be the path of a PEM bundle of CA certificates, or null; got ${describe sslCertFile}"
+    else true;
+
+  # The base image document of a pulled image: its image JSON, whose
+  # layers are the pulled blobs (docs/json-format.md). `dir` is a pullImage
+  # download; `manifest` (parsed JSON) and `blobs` (hex digest -> store
+  # path) are pullImageFromManifest's.
+  baseImage = { name, reference, dir ? null, manifest ? null, blobs ? { } }:
+    builtins.derivation (derivationBase // {
+      inherit name reference dir manifest blobs;
+      args = [ "nix-builder" "base-image" ];
+    }) // { isNix2containerBaseImage = true; };
 
   # Attributes every derivation of the library shares.
   derivationBase = {

@@ -11,9 +11,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::compression::Compression;
 use crate::image::Image;
 use crate::layer::{Layer, default_history, read_path_specs};
-use crate::registry::{CredentialsArg, ManifestFormat, PushOptions};
+use crate::registry::{
+    AccessOptions, CredentialsArg, ManifestFormat, Platform, Puller, PushOptions,
+    RegistryReference, Target,
+};
 use crate::transport::{self, CopyOptions, Destination};
-use crate::{nix_builder, tar};
+use crate::{nar, nix_builder, pull, tar};
 
 /// Exit code for success.
 pub const EXIT_SUCCESS: u8 = 0;
@@ -103,6 +106,42 @@ enum Command {
         compression_level: Option<i64>,
     },
 
+    /// Pull an image from a registry into a directory, as skopeo's dir:
+    /// transport lays it out, and print the `imageDigest` and `sha256` that
+    /// pullImage needs to pull the same image.
+    ///
+    /// Examples:
+    ///
+    ///   nix2container pull docker://alpine:3.20 ./alpine
+    ///
+    ///   nix2container pull docker://ghcr.io/me/base@sha256:… ./base --arch arm64
+    Pull {
+        /// The image: docker://REGISTRY/NAME[:TAG|@DIGEST] (a name without a
+        /// registry is on docker.io; no tag means latest).
+        source: String,
+        /// The directory to pull into; it must not exist or be empty.
+        dir: PathBuf,
+        /// Print nothing but errors and the result.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        platform: PlatformArgs,
+        #[command(flatten)]
+        access: SourceArgs,
+    },
+
+    /// Print the manifest of an image in a registry; for a multi-platform
+    /// image (an index), the manifest of the platform asked for. This is
+    /// the lock file of pullImageFromManifest (its `getManifest` runs it).
+    GetManifest {
+        /// The image: docker://REGISTRY/NAME[:TAG|@DIGEST].
+        source: String,
+        #[command(flatten)]
+        platform: PlatformArgs,
+        #[command(flatten)]
+        access: SourceArgs,
+    },
+
     /// Write the layer tar made of some paths to standard output.
     Tar {
         /// The same paths file as `tar-digest` takes.
@@ -127,6 +166,105 @@ enum BuilderCommand {
     Config,
     /// Write the Nix database of an image (initializeNixDatabase) to $out.
     NixDatabase,
+    /// Pull an image into $out (pullImage, a fixed-output derivation).
+    Pull,
+    /// Fetch one blob into $out (pullImageFromManifest).
+    PullBlob,
+    /// Write the image JSON of a pulled image, a base image, to $out.
+    BaseImage,
+}
+
+/// The platform to choose from a multi-platform image (an index).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Platform (for a multi-platform image)")]
+struct PlatformArgs {
+    /// The operating system.
+    #[arg(long, value_name = "OS", default_value = "linux")]
+    os: String,
+    /// The CPU architecture, as Go names it (amd64, arm64, …) [default:
+    /// this machine's].
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    /// The CPU variant (v7, v8, …); without it, the architecture's usual
+    /// one.
+    #[arg(long, value_name = "VARIANT")]
+    variant: Option<String>,
+}
+
+impl PlatformArgs {
+    fn platform(self) -> Platform {
+        Platform {
+            os: self.os,
+            architecture: self.arch.unwrap_or(Platform::host().architecture),
+            variant: self.variant,
+        }
+    }
+}
+
+/// How `pull` and `get-manifest` reach a registry, named as `skopeo
+/// inspect` names them.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Registry options")]
+struct SourceArgs {
+    /// Credentials for the registry; without them, those of the auth files
+    /// `copy` reads (see `copy --help`). With USER alone, the password is
+    /// asked for on the terminal.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    creds: Option<CredentialsArg>,
+    /// An auth file as `skopeo login` or `docker login` write it.
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Check the registry's TLS certificate (default true). With false,
+    /// HTTPS is tried without checks, then plain HTTP.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    tls_verify: Option<bool>,
+    /// A directory of CA certificates (*.crt, PEM) for the registry.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Treat REGISTRY (host[:port]) as with --tls-verify=false. Repeatable.
+    #[arg(long, value_name = "REGISTRY")]
+    insecure: Vec<String>,
+    /// How many times to retry a request that failed for a reason that may
+    /// pass [default: 3].
+    #[arg(long, visible_alias = "retry-times", value_name = "N")]
+    retries: Option<u32>,
+    /// How long to wait for the registry to answer a request, in seconds
+    /// [default: 60].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+}
+
+impl SourceArgs {
+    fn into_options(self) -> AccessOptions {
+        let defaults = AccessOptions::default();
+        AccessOptions {
+            credentials: self.creds,
+            authfile: self.authfile,
+            tls_verify: self.tls_verify,
+            cert_dir: self.cert_dir,
+            ca_file: None,
+            insecure: self.insecure,
+            retries: self.retries.unwrap_or(defaults.retries),
+            timeout: self
+                .timeout
+                .map_or(defaults.timeout, std::time::Duration::from_secs),
+        }
+    }
+}
+
+/// Parses `docker://REFERENCE`, the only source `pull` and `get-manifest`
+/// know.
+fn registry_source(source: &str) -> anyhow::Result<RegistryReference> {
+    match source.strip_prefix("docker://") {
+        Some(reference) => Ok(reference.parse()?),
+        None => bail!("unsupported source {source:?}: use docker://REGISTRY/NAME[:TAG|@DIGEST]"),
+    }
 }
 
 /// The options of `copy` for `docker://` destinations, named as skopeo
@@ -215,19 +353,22 @@ impl RegistryArgs {
     fn into_options(self) -> PushOptions {
         let defaults = PushOptions::default();
         PushOptions {
-            credentials: self.dest_creds,
-            authfile: self.dest_authfile,
-            tls_verify: self.dest_tls_verify,
-            cert_dir: self.dest_cert_dir,
-            insecure: self.insecure,
+            access: AccessOptions {
+                credentials: self.dest_creds,
+                authfile: self.dest_authfile,
+                tls_verify: self.dest_tls_verify,
+                cert_dir: self.dest_cert_dir,
+                ca_file: None,
+                insecure: self.insecure,
+                retries: self.retries.unwrap_or(defaults.access.retries),
+                timeout: self
+                    .timeout
+                    .map_or(defaults.access.timeout, std::time::Duration::from_secs),
+            },
             digestfile: self.digestfile,
             format: self.format.unwrap_or(defaults.format),
             jobs: self.jobs.map_or(defaults.jobs, usize::from),
-            retries: self.retries.unwrap_or(defaults.retries),
             mount_from: self.mount_from,
-            timeout: self
-                .timeout
-                .map_or(defaults.timeout, std::time::Duration::from_secs),
         }
     }
 }
@@ -322,11 +463,52 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("while writing the tar of {}", paths.display()))?;
             Ok(out.flush()?)
         }
+        Command::Pull {
+            source,
+            dir,
+            quiet,
+            platform,
+            access,
+        } => {
+            let reference = registry_source(&source)?;
+            let platform = platform.platform();
+            let pulled =
+                pull::pull_to_dir(&reference, &platform, &access.into_options(), &dir, quiet)
+                    .with_context(|| format!("while pulling {source} into {}", dir.display()))?;
+            let hash = nar::sha256(&dir)?;
+            // The digest pullImage takes: the one given, else the index's
+            // (pullImage chooses the platform with `arch`), else the
+            // manifest's.
+            let digest = match reference.target() {
+                Target::Digest(digest) => digest.clone(),
+                Target::Tag(_) => pulled.index.unwrap_or(pulled.digest),
+            };
+            println!("imageDigest = \"{digest}\";");
+            println!("sha256 = \"{}\";", nar::to_sri(&hash));
+            Ok(())
+        }
+        Command::GetManifest {
+            source,
+            platform,
+            access,
+        } => {
+            let reference = registry_source(&source)?;
+            let puller = Puller::connect(&reference, &access.into_options(), false)?;
+            let manifest = puller
+                .manifest(&platform.platform())
+                .with_context(|| format!("while getting the manifest of {source}"))?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&manifest.bytes)?;
+            Ok(stdout.flush()?)
+        }
         Command::NixBuilder(command) => Ok(match command {
             BuilderCommand::Layers => nix_builder::build_layers(),
             BuilderCommand::Image => nix_builder::build_image(),
             BuilderCommand::Config => nix_builder::write_config(),
             BuilderCommand::NixDatabase => nix_builder::write_nix_database(),
+            BuilderCommand::Pull => nix_builder::pull(),
+            BuilderCommand::PullBlob => nix_builder::pull_blob(),
+            BuilderCommand::BaseImage => nix_builder::build_base_image(),
         }?),
     }
 }
@@ -345,6 +527,10 @@ fn write_summary(image: &Image, out: &mut impl Write) -> std::io::Result<()> {
             layer.digest, layer.size, layer.media_type
         )?;
         writeln!(out, "  diff_id {} {} bytes", layer.diff_id, layer.tar_size)?;
+        if let Some(blob) = &layer.blob_path {
+            let origin = layer.origin.as_deref().unwrap_or("a registry");
+            writeln!(out, "  pulled from {origin}: {}", blob.display())?;
+        }
         for spec in &layer.paths {
             let note = if spec.rewrite.is_some() {
                 " (copied to /)"

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::Config;
+use oci_spec::image::{Config, History};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -68,9 +68,23 @@ pub struct ImageDocument {
     pub config: Config,
     /// The layers, bottom first.
     pub layers: Vec<Layer>,
+    /// The config's history, when it is not one entry per layer: an image
+    /// built on a base image keeps the base's history, whose entries may
+    /// include `empty_layer` ones (a `CMD` or `ENV` of a Dockerfile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<History>>,
 }
 
 impl ImageDocument {
+    /// The history of the image config: `history` if set, else each
+    /// layer's entry.
+    pub fn config_history(&self) -> Vec<History> {
+        match &self.history {
+            Some(history) => history.clone(),
+            None => self.layers.iter().map(|l| l.history.clone()).collect(),
+        }
+    }
+
     /// Reads an image JSON, checking its version first so that a document
     /// from another nix2container version gets a clear message.
     pub fn from_file(path: &Path) -> Result<ImageDocument> {

@@ -199,14 +199,16 @@ pub enum Error {
 
     /// A registry wants credentials and none were found.
     #[error(
-        "{registry} requires credentials to push to {repository}: pass --dest-creds USER:PASSWORD \
-         or --dest-authfile FILE, or log in with `skopeo login {registry}` or `docker login {registry}`"
+        "{registry} requires credentials to {access} {repository}: {}",
+        access.credentials_hint(registry)
     )]
     RegistryAuthRequired {
         /// The registry.
         registry: String,
-        /// The repository pushed to.
+        /// The repository pushed to or pulled from.
         repository: String,
+        /// Whether it was a push or a pull.
+        access: crate::registry::Access,
     },
 
     /// A registry (or its token server) rejected the credentials.
@@ -221,16 +223,19 @@ pub enum Error {
         origin: String,
     },
 
-    /// The credentials are valid but may not push to the repository.
+    /// The credentials are valid but may not push to (or pull from) the
+    /// repository.
     #[error(
         "{registry} denied access to {repository} ({detail}): \
-         check that these credentials may push to that repository"
+         check that these credentials may {access} that repository"
     )]
     RegistryDenied {
         /// The registry.
         registry: String,
         /// The repository.
         repository: String,
+        /// Whether it was a push or a pull.
+        access: crate::registry::Access,
         /// The status and the registry's message.
         detail: String,
     },
@@ -311,6 +316,25 @@ pub enum Error {
     /// Credentials could not be read.
     #[error("{0}")]
     Credentials(String),
+
+    /// An image index has no manifest for the platform asked for.
+    #[error(
+        "the image index of {reference} has no manifest for {wanted}; it has {}: choose one \
+         of them with `arch` and `os` (--arch and --os on the command line)",
+        if available.is_empty() { "no platform at all".to_owned() } else { available.join(", ") }
+    )]
+    PlatformNotFound {
+        /// The image.
+        reference: String,
+        /// The platform asked for, `os/architecture[/variant]`.
+        wanted: String,
+        /// The platforms the index lists.
+        available: Vec<String>,
+    },
+
+    /// A base image does not fit the image built on it.
+    #[error("{0}")]
+    BaseImage(String),
 }
 
 /// Why two files at one destination of a layer cannot be merged.

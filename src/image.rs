@@ -156,15 +156,44 @@ fn image_configuration(document: &ImageDocument) -> ImageConfiguration {
         .os(document.os.as_str())
         .config(document.config.clone())
         .rootfs(rootfs)
-        .history(
-            document
-                .layers
-                .iter()
-                .map(|l| l.history.clone())
-                .collect::<Vec<_>>(),
-        );
+        .history(document.config_history());
     if let Some(variant) = &document.variant {
         builder = builder.variant(variant.clone());
     }
     builder.build().expect("every required config field is set")
+}
+
+/// Images for the unit tests of the modules that copy them.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::path::Path;
+
+    use super::Image;
+    use crate::compression::Compression;
+    use crate::document::{IMAGE_VERSION, ImageDocument};
+    use crate::layer::{Layer, default_history};
+    use crate::tar::PathSpec;
+
+    /// The `created` of fixture images, unless a test needs two different ones.
+    pub(crate) const CREATED: &str = "1970-01-01T00:00:01Z";
+
+    /// An amd64 Linux image of `layers`, with an empty config.
+    pub(crate) fn image(created: &str, layers: Vec<Layer>) -> Image {
+        Image::from_document(ImageDocument {
+            version: IMAGE_VERSION,
+            helper: "nix2container".into(),
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            variant: None,
+            created: created.into(),
+            config: Default::default(),
+            layers,
+            history: None,
+        })
+    }
+
+    /// The layer holding `root` at its own path.
+    pub(crate) fn layer_of(root: &Path, compression: Compression) -> Layer {
+        Layer::compute(vec![PathSpec::plain(root)], default_history(), compression).unwrap()
+    }
 }

@@ -48,6 +48,15 @@ pub struct Layer {
     /// regenerating the tar from `paths`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tar_path: Option<PathBuf>,
+    /// The blob itself, as pulled from a registry: a base-image layer
+    /// (`pullImage`). Transports read it, checking its digest, and
+    /// decompress it where the tar is wanted; `paths` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_path: Option<PathBuf>,
+    /// Where a base-image layer was pulled from (`registry/repository`): a
+    /// push to another repository of that registry mounts it from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// The image history entry for this layer.
     pub history: History,
 }
@@ -61,12 +70,7 @@ impl Layer {
         history: History,
         compression: Compression,
     ) -> Result<Layer> {
-        let (diff_id, tar_size, blob) = produce(
-            TarSource::Paths(&paths),
-            &compression,
-            HashingWriter::new(io::sink()),
-        )?;
-        let (digest, size, _) = blob.finish();
+        let (diff_id, tar_size, digest, size) = digests(TarSource::Paths(&paths), &compression)?;
         Ok(Layer {
             digest,
             size,
@@ -76,6 +80,8 @@ impl Layer {
             tar_size,
             paths,
             tar_path: None,
+            blob_path: None,
+            origin: None,
             history,
         })
     }
@@ -106,13 +112,8 @@ impl Layer {
         partial
             .persist(&stored)
             .map_err(|e| Error::io("writing", &stored)(e.error))?;
-        let (found, _, blob) = produce(
-            TarSource::File(&stored),
-            &compression,
-            HashingWriter::new(io::sink()),
-        )?;
+        let (found, _, digest, size) = digests(TarSource::File(&stored), &compression)?;
         debug_assert_eq!(found, diff_id);
-        let (digest, size, _) = blob.finish();
         Ok(Layer {
             digest,
             size,
@@ -122,6 +123,8 @@ impl Layer {
             tar_size,
             paths,
             tar_path: Some(stored),
+            blob_path: None,
+            origin: None,
             history,
         })
     }
@@ -136,6 +139,9 @@ impl Layer {
 
     /// The store path that best identifies the layer in messages.
     pub fn first_path(&self) -> &Path {
+        if let Some(blob) = &self.blob_path {
+            return blob;
+        }
         self.paths
             .first()
             .map_or(Path::new("(empty layer)"), |p| p.path.as_path())
@@ -146,6 +152,9 @@ impl Layer {
     /// bytes are written before the check can fail, so callers must treat
     /// what they wrote as incomplete until this returns `Ok`.
     pub fn write_tar<W: Write>(&self, out: W) -> Result<()> {
+        if let Some(blob) = &self.blob_path {
+            return self.write_pulled_tar(blob, out);
+        }
         let (found, _, _) = produce(self.source(), &Compression::None, out)?;
         self.check(&self.diff_id, found)
     }
@@ -154,6 +163,14 @@ impl Layer {
     /// both the tar's and the blob's digests, with the same caveat as
     /// [`Layer::write_tar`].
     pub fn write_blob<W: Write>(&self, out: W) -> Result<()> {
+        if let Some(blob) = &self.blob_path {
+            return self.write_pulled_blob(blob, out);
+        }
+        if self.compression.is_none() {
+            // The blob is the tar: one hash checks both digests.
+            self.write_tar(out)?;
+            return self.check(&self.digest, self.diff_id.clone());
+        }
         let (diff_id, _, blob) =
             produce(self.source(), &self.compression, HashingWriter::new(out))?;
         self.check(&self.diff_id, diff_id)?;
@@ -334,12 +351,24 @@ fn produce<W: Write>(
                 }
                 tar.write_all(&buffer[..n]).map_err(Error::Output)?;
             }
-            // As `write_tar` does: the flush is part of the compressed bytes.
+            // As `write_tar` does; a flush never changes compressed bytes.
             tar.flush().map_err(Error::Output)?;
         }
     }
     let (digest, size, encoder) = tar.finish();
     Ok((digest, size, encoder.finish()?))
+}
+
+/// The tar's digest and size and the blob's, computed in one pass and
+/// written nowhere. An uncompressed blob is the tar, so it is hashed once.
+fn digests(source: TarSource<'_>, compression: &Compression) -> Result<(Digest, u64, Digest, u64)> {
+    if compression.is_none() {
+        let (diff_id, size, _) = produce(source, compression, io::sink())?;
+        return Ok((diff_id.clone(), size, diff_id, size));
+    }
+    let (diff_id, tar_size, blob) = produce(source, compression, HashingWriter::new(io::sink()))?;
+    let (digest, size, _) = blob.finish();
+    Ok((diff_id, tar_size, digest, size))
 }
 
 /// The history entry upstream gives every layer by default.

@@ -6,6 +6,7 @@
 //! bit, whenever a transport needs its bytes. [`image::Image`] opens the
 //! image JSON a Nix build writes; [`transport`] copies it somewhere.
 
+pub mod base_image;
 pub mod cli;
 pub mod closure;
 pub mod compression;
@@ -14,8 +15,10 @@ pub mod error;
 pub mod hash;
 pub mod image;
 pub mod layer;
+pub mod nar;
 pub mod nix_builder;
 pub mod nix_database;
+pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod tar;

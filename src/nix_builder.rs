@@ -4,14 +4,15 @@
 //! JSON document (`.attrs.json`) instead of environment variables, and
 //! `exportReferencesGraph` puts closure graphs into that same document.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Config, History};
+use oci_spec::image::{Config, Digest, History};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::base_image;
 use crate::closure::{ClosureEntry, Layering, popularity_order, size_groups, split_for_layers};
 use crate::compression::Compression;
 use crate::document::{
@@ -20,7 +21,10 @@ use crate::document::{
 };
 use crate::error::{Error, Result};
 use crate::layer::{Layer, default_history};
+use crate::nar;
 use crate::nix_database::{self, NIX_SCHEMA_VERSION, Registration};
+use crate::pull;
+use crate::registry::{AccessOptions, Platform, Puller, RegistryReference};
 use crate::tar::{Mode, PathSpec, Perm, Rewrite};
 
 /// Most layers an image may have: Docker's limit (`maxLayerDepth` in
@@ -338,6 +342,10 @@ struct ImageAttrs {
     #[serde(default)]
     variant: Option<String>,
     created: String,
+    /// A base image document (`fromImage`): its layers come first and its
+    /// config is inherited.
+    #[serde(default)]
+    from_image: Option<PathBuf>,
 }
 
 /// The `created` value that asks for the time of the build.
@@ -346,7 +354,26 @@ const CREATED_NOW: &str = "now";
 /// Builds an image derivation: writes the image JSON to `$out`.
 pub fn build_image() -> Result<()> {
     let attrs: ImageAttrs = read_attrs()?;
-    let layers = collect_layers(&attrs.layers)?;
+    let created = if attrs.created == CREATED_NOW {
+        rfc3339_utc(std::time::SystemTime::now())
+    } else {
+        attrs.created
+    };
+    let mut document = ImageDocument {
+        version: IMAGE_VERSION,
+        helper: attrs.builder,
+        architecture: attrs.architecture,
+        os: attrs.os,
+        variant: attrs.variant,
+        created,
+        config: attrs.config,
+        layers: collect_layers(&attrs.layers)?,
+        history: None,
+    };
+    if let Some(base) = &attrs.from_image {
+        document = base_image::build_on(&ImageDocument::from_file(base)?, document)?;
+    }
+    let layers = &document.layers;
     if layers.len() > MAX_IMAGE_LAYERS {
         return Err(Error::Invalid(format!(
             "the image would have {} layers, more than the {MAX_IMAGE_LAYERS} Docker and \
@@ -355,21 +382,6 @@ pub fn build_image() -> Result<()> {
             layers.len()
         )));
     }
-    let created = if attrs.created == CREATED_NOW {
-        rfc3339_utc(std::time::SystemTime::now())
-    } else {
-        attrs.created
-    };
-    let document = ImageDocument {
-        version: IMAGE_VERSION,
-        helper: attrs.builder,
-        architecture: attrs.architecture,
-        os: attrs.os,
-        variant: attrs.variant,
-        created,
-        config: attrs.config,
-        layers,
-    };
     let out = &attrs.outputs.out;
     std::fs::write(out, canonical_json_pretty(&document)).map_err(Error::io("writing", out))
 }
@@ -402,6 +414,149 @@ pub fn write_config() -> Result<()> {
     let attrs: ConfigAttrs = read_attrs()?;
     let out = &attrs.outputs.out;
     std::fs::write(out, canonical_json_pretty(&attrs.config)).map_err(Error::io("writing", out))
+}
+
+/// Where `pullImage` and `pullImageFromManifest` builds look for registry
+/// credentials: upstream's path, which users bind-mount into the sandbox
+/// with `extra-sandbox-paths` (docs/nix-api.md).
+pub const BUILD_AUTH_FILE: &str = "/etc/skopeo/auth.json";
+
+/// How the fetching derivations reach a registry: the auth file if the
+/// build can see one, `tlsVerify`, and a CA bundle (a sandbox has no
+/// system CAs).
+fn build_access(tls_verify: bool, ca_file: Option<PathBuf>) -> AccessOptions {
+    let auth_file = Path::new(BUILD_AUTH_FILE);
+    AccessOptions {
+        authfile: auth_file.is_file().then(|| auth_file.to_path_buf()),
+        tls_verify: Some(tls_verify),
+        ca_file,
+        ..AccessOptions::default()
+    }
+}
+
+/// Attributes of a `pullImage` fixed-output derivation
+/// (`nix/pull-image.nix`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PullAttrs {
+    outputs: Outputs,
+    image_name: String,
+    image_digest: String,
+    os: String,
+    arch: String,
+    tls_verify: bool,
+    #[serde(default)]
+    ssl_cert_file: Option<PathBuf>,
+    /// The `sha256` given, to say which one is right when it is wrong.
+    #[serde(default)]
+    output_hash: String,
+}
+
+/// Builds a `pullImage` fixed-output derivation: pulls the image into
+/// `$out` as skopeo's `dir:` transport lays it out.
+pub fn pull() -> Result<()> {
+    let attrs: PullAttrs = read_attrs()?;
+    let source = format!("{}@{}", attrs.image_name, attrs.image_digest);
+    let reference: RegistryReference = source.parse()?;
+    let platform = Platform {
+        os: attrs.os,
+        architecture: attrs.arch,
+        variant: None,
+    };
+    let out = &attrs.outputs.out;
+    let access = build_access(attrs.tls_verify, attrs.ssl_cert_file);
+    pull::pull_to_dir(&reference, &platform, &access, out, false)?;
+    let hash = nar::sha256(out)?;
+    if nar::parse_sha256(&attrs.output_hash) != Some(hash) {
+        // Nix reports the mismatch next, with the hash it computed too.
+        eprintln!(
+            "nix2container: the image {source} pulled for {platform} has the hash {}; if that \
+             is the image you want, set `sha256 = \"{}\";` in pullImage (the digest pins the \
+             image, the sha256 pins the files pulled for it)",
+            nar::to_sri(&hash),
+            nar::to_sri(&hash),
+        );
+    }
+    Ok(())
+}
+
+/// Attributes of a `pullImageFromManifest` blob, a flat fixed-output
+/// derivation (`nix/pull-image-from-manifest.nix`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PullBlobAttrs {
+    outputs: Outputs,
+    /// `registry/repository`.
+    repository: String,
+    digest: Digest,
+    #[serde(default)]
+    size: Option<u64>,
+    tls_verify: bool,
+    #[serde(default)]
+    ssl_cert_file: Option<PathBuf>,
+}
+
+/// Builds one blob of `pullImageFromManifest` into `$out`.
+pub fn pull_blob() -> Result<()> {
+    let attrs: PullBlobAttrs = read_attrs()?;
+    let reference: RegistryReference = attrs.repository.parse()?;
+    let access = build_access(attrs.tls_verify, attrs.ssl_cert_file);
+    let puller = Puller::connect(&reference, &access, false)?;
+    let out = &attrs.outputs.out;
+    puller.blob_to_file(&attrs.digest, attrs.size, out)?;
+    Ok(())
+}
+
+/// Attributes of the derivation turning a pulled image into a base image
+/// document (`baseImage` in `nix/internal.nix`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BaseImageAttrs {
+    outputs: Outputs,
+    builder: PathBuf,
+    /// The image's name with its registry: where it was pulled from.
+    reference: String,
+    /// `pullImage`: the directory pulled.
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    /// `pullImageFromManifest`: the manifest, and each blob by hex digest.
+    #[serde(default)]
+    manifest: Option<serde_json::Value>,
+    #[serde(default)]
+    blobs: BTreeMap<String, PathBuf>,
+}
+
+/// Builds a base image document: the image JSON of a pulled image, whose
+/// layers are the pulled blobs.
+pub fn build_base_image() -> Result<()> {
+    let attrs: BaseImageAttrs = read_attrs()?;
+    let reference: RegistryReference = attrs.reference.parse()?;
+    let origin = format!("{}/{}", reference.registry(), reference.repository());
+    let manifest = match (&attrs.dir, &attrs.manifest) {
+        (Some(dir), _) => {
+            let path = dir.join(pull::MANIFEST_FILE);
+            std::fs::read(&path).map_err(Error::io("reading", &path))?
+        }
+        (None, Some(manifest)) => serde_json::to_vec(manifest).expect("JSON serialises"),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "a base image derivation needs `dir` or `manifest`".into(),
+            ));
+        }
+    };
+    let blob = |digest: &Digest| -> Result<PathBuf> {
+        match &attrs.dir {
+            Some(dir) => Ok(pull::blob_file(dir, digest)),
+            None => attrs.blobs.get(digest.digest()).cloned().ok_or_else(|| {
+                Error::BaseImage(format!(
+                    "the manifest of {origin} names the blob {digest}, which was not fetched"
+                ))
+            }),
+        }
+    };
+    let document = base_image::read_pulled(&manifest, &blob, &origin, attrs.builder)?;
+    let out = &attrs.outputs.out;
+    std::fs::write(out, canonical_json_pretty(&document)).map_err(Error::io("writing", out))
 }
 
 /// `time` as RFC 3339 in UTC, to the second: `2024-05-13T09:31:10Z`.

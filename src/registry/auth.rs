@@ -7,9 +7,10 @@
 //! the realm (Docker's token protocol): `GET realm?service=…&scope=…` with
 //! the user name and password as Basic credentials, or anonymously, answers
 //! `{"token": …}` (or `access_token`). Scopes here are
-//! `repository:<name>:pull,push`, plus `repository:<from>:pull` for
-//! cross-repository mounts; a `401` whose challenge names another scope
-//! adds it and fetches a new token.
+//! `repository:<name>:pull,push` for a push (`repository:<name>:pull` for
+//! a pull), plus `repository:<from>:pull` for cross-repository mounts; a
+//! `401` whose challenge names another scope adds it and fetches a new
+//! token.
 //!
 //! The functions here do no I/O; [`super::client`] sends the requests.
 
@@ -101,9 +102,49 @@ pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     })
 }
 
-/// The scope that lets a token push to `repository`.
-pub(crate) fn push_scope(repository: &str) -> String {
-    format!("repository:{repository}:pull,push")
+/// What a connection to a repository is for: it decides the token scope
+/// asked for and what error messages say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reading manifests and blobs.
+    Pull,
+    /// Reading and writing them.
+    Push,
+}
+
+impl Access {
+    /// The scope that lets a token do this to `repository`.
+    pub(crate) fn scope(self, repository: &str) -> String {
+        match self {
+            Access::Pull => pull_scope(repository),
+            Access::Push => format!("repository:{repository}:pull,push"),
+        }
+    }
+
+    /// How to give credentials, for messages.
+    pub(crate) fn credentials_hint(self, registry: &str) -> String {
+        match self {
+            Access::Push => format!(
+                "pass --dest-creds USER:PASSWORD or --dest-authfile FILE, or log in with \
+                 `skopeo login {registry}` or `docker login {registry}`"
+            ),
+            Access::Pull => format!(
+                "pass --creds USER:PASSWORD or --authfile FILE, or log in with `skopeo login \
+                 {registry}`; in a Nix build (pullImage, pullImageFromManifest) put them in \
+                 /etc/skopeo/auth.json, made visible to the build with extra-sandbox-paths"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Access {
+    /// `push to` or `pull from`, as in "credentials to push to lab/x".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::Pull => "pull from",
+            Access::Push => "push to",
+        })
+    }
 }
 
 /// The scope that lets a token read `repository`, to mount its blobs.
@@ -230,11 +271,13 @@ pub(crate) enum Reauth {
     Fatal(Error),
 }
 
-/// What the registry and repository are, for messages.
+/// What the registry and repository are, and what for: the scope of
+/// tokens, and messages.
 #[derive(Debug, Clone)]
 pub(crate) struct Names {
     pub registry: String,
     pub repository: String,
+    pub access: Access,
 }
 
 impl Names {
@@ -248,12 +291,14 @@ impl Names {
             return Error::RegistryAuthRequired {
                 registry: self.registry.clone(),
                 repository: self.repository.clone(),
+                access: self.access,
             };
         };
         match challenge.and_then(|c| c.param("error")) {
             Some("insufficient_scope") => Error::RegistryDenied {
                 registry: self.registry.clone(),
                 repository: self.repository.clone(),
+                access: self.access,
                 detail: "401 Unauthorized, insufficient scope".into(),
             },
             _ => Error::RegistryBadCredentials {
@@ -294,7 +339,7 @@ pub(crate) fn after_unauthorized(
         }
         ("bearer", _) => match challenge.param("realm").and_then(|r| Url::parse(r).ok()) {
             Some(realm) => {
-                let mut scopes = BTreeSet::from([push_scope(&names.repository)]);
+                let mut scopes = BTreeSet::from([names.access.scope(&names.repository)]);
                 scopes.extend(challenge.param("scope").map(str::to_owned));
                 *scheme = Scheme::Bearer(Bearer {
                     realm,
@@ -406,6 +451,7 @@ mod tests {
         let names = Names {
             registry: "r.io".into(),
             repository: "lab/x".into(),
+            access: Access::Push,
         };
         let credential = Credential {
             username: "u".into(),
@@ -464,6 +510,33 @@ mod tests {
         }
         match after_unauthorized(&mut scheme, Some(&insufficient), None, &names, true) {
             Reauth::Fatal(Error::RegistryAuthRequired { .. }) => {}
+            other => panic!("expected auth required, got {other:?}"),
+        }
+
+        // A pull asks for the pull scope only, and says so when refused.
+        let pull = Names {
+            access: Access::Pull,
+            ..names.clone()
+        };
+        let mut scheme = Scheme::Anonymous;
+        assert!(matches!(
+            after_unauthorized(&mut scheme, Some(&bearer), None, &pull, false),
+            Reauth::Retry
+        ));
+        let Scheme::Bearer(state) = &scheme else {
+            panic!("expected bearer, got {scheme:?}")
+        };
+        assert_eq!(
+            state.scopes,
+            BTreeSet::from(["repository:lab/x:pull".into()])
+        );
+        match after_unauthorized(&mut scheme, Some(&bearer), None, &pull, true) {
+            Reauth::Fatal(error @ Error::RegistryAuthRequired { .. }) => assert!(
+                error
+                    .to_string()
+                    .starts_with("r.io requires credentials to pull from lab/x: pass --creds"),
+                "{error}"
+            ),
             other => panic!("expected auth required, got {other:?}"),
         }
 

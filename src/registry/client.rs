@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::error::Error;
 
-use super::auth::{self, Names, Reauth, Scheme};
+use super::auth::{self, Access, Names, Reauth, Scheme};
 use super::credentials::Credential;
 use super::progress::Reporter;
 use super::reference::RegistryReference;
@@ -23,6 +23,10 @@ use super::tls::{self, TlsFailure, Verification};
 
 /// How much of an error answer is read for its message.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// The slowest rate a blob transfer tolerates, in bytes per second: a blob
+/// may take `timeout + size / MIN_TRANSFER_RATE` in all.
+const MIN_TRANSFER_RATE: u64 = 128 * 1024;
 
 /// How a registry is reached.
 #[derive(Debug)]
@@ -36,7 +40,9 @@ pub(crate) struct Settings {
     /// How long a request may wait for an answer (without the time a blob
     /// takes to send).
     pub timeout: Duration,
-    /// Token scopes beyond pushing to the repository.
+    /// Whether the repository is pushed to or pulled from.
+    pub access: Access,
+    /// Token scopes beyond that access to the repository.
     pub extra_scopes: Vec<String>,
 }
 
@@ -85,6 +91,7 @@ impl Registry {
         let names = Names {
             registry: reference.registry().to_owned(),
             repository: reference.repository().to_owned(),
+            access: settings.access,
         };
         let mut registry = Registry {
             client,
@@ -152,9 +159,10 @@ impl Registry {
         self.url(&format!("v2/{}/{path}", self.names.repository))
     }
 
-    /// How long a request may wait for an answer.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+    /// How long a request carrying (or answering) `bytes` may take in all:
+    /// the timeout, plus a second per [`MIN_TRANSFER_RATE`] bytes.
+    pub fn transfer_timeout(&self, bytes: u64) -> Duration {
+        self.timeout + Duration::from_secs(bytes / MIN_TRANSFER_RATE)
     }
 
     /// Sends a request that can be sent again, authenticating as the
@@ -312,6 +320,7 @@ impl Registry {
             StatusCode::FORBIDDEN => Error::RegistryDenied {
                 registry: self.names.registry.clone(),
                 repository: self.names.repository.clone(),
+                access: self.names.access,
                 detail,
             },
             StatusCode::NOT_FOUND if code == "NAME_UNKNOWN" => Error::RegistryNameUnknown {

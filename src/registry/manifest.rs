@@ -5,10 +5,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use oci_spec::image::Digest;
+use oci_spec::image::{Digest, MediaType};
 use serde_json::json;
 
-use crate::compression::Compression;
 use crate::document::canonical_json;
 use crate::error::{Error, Result};
 use crate::hash::sha256_of;
@@ -113,10 +112,12 @@ fn docker_manifest(image: &Image) -> Result<Vec<u8>> {
         .layers()
         .iter()
         .map(|layer| {
-            let media_type = match layer.compression {
-                Compression::Gzip { .. } => DOCKER_LAYER_GZIP,
-                Compression::None => DOCKER_LAYER,
-                Compression::Zstd { .. } => {
+            // By media type, which a pulled base layer has too (it is
+            // never compressed here, so its `compression` is none).
+            let media_type = match &layer.media_type {
+                MediaType::ImageLayerGzip => DOCKER_LAYER_GZIP,
+                MediaType::ImageLayer => DOCKER_LAYER,
+                _ => {
                     return Err(Error::ZstdInDockerFormat {
                         store_path: layer.first_path().to_path_buf(),
                     });
@@ -144,30 +145,14 @@ fn docker_manifest(image: &Image) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{IMAGE_VERSION, ImageDocument};
-    use crate::layer::{Layer, default_history};
-    use crate::tar::PathSpec;
+    use crate::compression::Compression;
+    use crate::image::fixtures::{self, CREATED};
 
     fn image(compression: Compression) -> (tempfile::TempDir, Image) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), "x").unwrap();
-        let layer = Layer::compute(
-            vec![PathSpec::plain(dir.path())],
-            default_history(),
-            compression,
-        )
-        .unwrap();
-        let image = Image::from_document(ImageDocument {
-            version: IMAGE_VERSION,
-            helper: "nix2container".into(),
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            variant: None,
-            created: "1970-01-01T00:00:01Z".into(),
-            config: Default::default(),
-            layers: vec![layer],
-        });
-        (dir, image)
+        let layer = fixtures::layer_of(dir.path(), compression);
+        (dir, fixtures::image(CREATED, vec![layer]))
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Pushing an image to a registry: `docker://REGISTRY/NAME[:TAG|@DIGEST]`.
+//! Registries: pushing an image (`docker://REGISTRY/NAME[:TAG|@DIGEST]`), and
+//! pulling base images (`pull`).
 //!
 //! Every blob's digest and size are in the image JSON, computed when the
 //! image was built, so a push needs no cache to know what a registry has:
@@ -16,6 +17,8 @@
 //! * `retry`: which failures are retried, with backoff and jitter.
 //! * `progress`: bars on a terminal, lines otherwise.
 //! * `manifest`: the OCI manifest, or Docker's v2s2.
+//! * `pull`: reading manifests (choosing a platform from an index) and
+//!   blobs, for base images, with the same connections.
 //!
 //! Blobs go up on `--jobs` threads; a failure stops the others from taking
 //! new blobs, and then no manifest is sent, so a registry never holds a
@@ -27,11 +30,13 @@ mod client;
 mod credentials;
 mod manifest;
 mod progress;
+mod pull;
 mod reference;
 mod retry;
 mod tls;
 mod upload;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -46,8 +51,10 @@ use crate::image::Image;
 use crate::reference::Reference;
 use crate::transport::blob::Blob;
 
+pub use self::auth::Access;
 pub use self::credentials::{CredentialsArg, Secret};
 pub use self::manifest::ManifestFormat;
+pub use self::pull::{Platform, PulledManifest, Puller};
 pub use self::reference::{DOCKER_HUB, RegistryReference, Target};
 pub use self::tls::install_crypto_provider;
 
@@ -57,7 +64,7 @@ use self::manifest::{Manifest, manifest_accept};
 use self::progress::Reporter;
 use self::retry::{Failure, Policy};
 use self::tls::Verification;
-use self::upload::{DOCKER_CONTENT_DIGEST, Outcome, Uploader};
+use self::upload::{DOCKER_CONTENT_DIGEST, MountSources, Outcome, Uploader};
 
 /// Blobs sent at once unless `--jobs` says otherwise.
 pub const DEFAULT_JOBS: usize = 4;
@@ -69,55 +76,79 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// otherwise (a blob upload gets more time, in proportion to its size).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How a registry is reached, for a push or a pull: credentials, TLS,
+/// retries and timeouts.
+#[derive(Debug, Clone)]
+pub struct AccessOptions {
+    /// `--dest-creds` (`--creds`).
+    pub credentials: Option<CredentialsArg>,
+    /// `--dest-authfile` (`--authfile`).
+    pub authfile: Option<PathBuf>,
+    /// `--dest-tls-verify` (`--tls-verify`): `Some(false)` skips
+    /// certificate checks and allows plain HTTP.
+    pub tls_verify: Option<bool>,
+    /// `--dest-cert-dir` (`--cert-dir`).
+    pub cert_dir: Option<PathBuf>,
+    /// A PEM bundle of CA certificates trusted besides the system's (the
+    /// Nix builders' `sslCertFile`: a build sandbox has no system CAs).
+    pub ca_file: Option<PathBuf>,
+    /// `--insecure`: registries treated as with `--dest-tls-verify=false`.
+    pub insecure: Vec<String>,
+    /// `--retries`.
+    pub retries: u32,
+    /// `--timeout`.
+    pub timeout: Duration,
+}
+
+impl Default for AccessOptions {
+    fn default() -> Self {
+        AccessOptions {
+            credentials: None,
+            authfile: None,
+            tls_verify: None,
+            cert_dir: None,
+            ca_file: None,
+            insecure: Vec::new(),
+            retries: DEFAULT_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// How a push behaves: the registry options of `copy`.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// `--dest-creds`.
-    pub credentials: Option<CredentialsArg>,
-    /// `--dest-authfile`.
-    pub authfile: Option<PathBuf>,
-    /// `--dest-tls-verify`: `Some(false)` skips certificate checks and
-    /// allows plain HTTP.
-    pub tls_verify: Option<bool>,
-    /// `--dest-cert-dir`.
-    pub cert_dir: Option<PathBuf>,
-    /// `--insecure`: registries treated as with `--dest-tls-verify=false`.
-    pub insecure: Vec<String>,
+    /// How the registry is reached.
+    pub access: AccessOptions,
     /// `--digestfile`.
     pub digestfile: Option<PathBuf>,
     /// `--format`.
     pub format: ManifestFormat,
     /// `--jobs`: blobs sent at once.
     pub jobs: usize,
-    /// `--retries`.
-    pub retries: u32,
     /// `--mount-from`: a repository of the same registry to mount blobs
     /// from.
     pub mount_from: Option<String>,
-    /// `--timeout`.
-    pub timeout: Duration,
 }
 
 impl Default for PushOptions {
     fn default() -> Self {
         PushOptions {
-            credentials: None,
-            authfile: None,
-            tls_verify: None,
-            cert_dir: None,
-            insecure: Vec::new(),
+            access: AccessOptions::default(),
             digestfile: None,
             format: ManifestFormat::Oci,
             jobs: DEFAULT_JOBS,
-            retries: DEFAULT_RETRIES,
             mount_from: None,
-            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
 
 /// Pushes `image` to `reference` and returns the manifest's digest. Progress
 /// goes to standard error unless `quiet`.
+///
+/// Blobs the repository lacks are mounted, when possible, from another
+/// repository of the same registry: the one `--mount-from` names, or the
+/// one a base-image layer was pulled from (its `origin`).
 pub fn push(
     image: &Image,
     reference: &RegistryReference,
@@ -134,15 +165,66 @@ pub fn push(
             found: manifest.digest.to_string(),
         });
     }
-    let mount_from = options
-        .mount_from
-        .as_deref()
-        .map(|from| mount_source(from, reference))
-        .transpose()?;
+    let mounts = MountSources {
+        every: options
+            .mount_from
+            .as_deref()
+            .map(|from| mount_source(from, reference))
+            .transpose()?,
+        by_digest: origins_on_registry(image, reference),
+    };
     let blobs: Vec<Blob> = Blob::oci(image)
         .into_iter()
         .filter(|blob| blob.kind != "manifest")
         .collect();
+
+    let abort = AtomicBool::new(false);
+    let policy = || Policy {
+        retries: options.access.retries,
+        abort: &abort,
+    };
+    let reporter = Reporter::new(quiet, blobs.iter().map(|b| b.size).sum());
+    let registry = connect(
+        reference,
+        &options.access,
+        Access::Push,
+        mounts
+            .repositories()
+            .into_iter()
+            .map(auth::pull_scope)
+            .collect(),
+        &policy(),
+        &reporter,
+    )?;
+    let uploader = Uploader {
+        registry: &registry,
+        image,
+        mounts: &mounts,
+        reporter: &reporter,
+        policy: policy(),
+    };
+    let outcomes = push_blobs(&uploader, &blobs, options.jobs, &abort);
+    reporter.finish();
+    let outcomes = outcomes?;
+    reporter.line(&summary(&blobs, &outcomes));
+    put_manifest(&registry, reference, &manifest, &policy(), &reporter)?;
+    if let Some(file) = &options.digestfile {
+        std::fs::write(file, manifest.digest.to_string())
+            .map_err(Error::io("writing the digest file", file))?;
+    }
+    Ok(manifest.digest)
+}
+
+/// Connects to the repository of `reference` for `access`: credentials
+/// from the options or the usual files, TLS as the options say.
+fn connect(
+    reference: &RegistryReference,
+    options: &AccessOptions,
+    access: Access,
+    extra_scopes: Vec<String>,
+    policy: &Policy<'_>,
+    reporter: &Reporter,
+) -> Result<Registry> {
     let locations = Locations::from_env(options.authfile.as_deref());
     let insecure = options.tls_verify == Some(false)
         || options.insecure.iter().any(|r| {
@@ -150,11 +232,17 @@ pub fn push(
         });
     let verification = match insecure {
         true => Verification::Skip,
-        false => Verification::Verify(tls::extra_roots(
-            options.cert_dir.as_deref(),
-            reference.registry(),
-            locations.config_home.as_deref(),
-        )?),
+        false => {
+            let mut roots = tls::extra_roots(
+                options.cert_dir.as_deref(),
+                reference.registry(),
+                locations.config_home.as_deref(),
+            )?;
+            if let Some(file) = &options.ca_file {
+                roots.extend(tls::read_pem_file(file)?);
+            }
+            Verification::Verify(roots)
+        }
     };
     let credential = credentials::find(
         options.credentials.as_ref(),
@@ -162,42 +250,35 @@ pub fn push(
         reference.registry(),
         reference.repository(),
     )?;
-
-    let abort = AtomicBool::new(false);
-    let policy = || Policy {
-        retries: options.retries,
-        abort: &abort,
-    };
-    let reporter = Reporter::new(quiet, blobs.iter().map(|b| b.size).sum());
-    let registry = Registry::connect(
+    Registry::connect(
         reference,
         Settings {
             verification,
             allow_http: insecure,
             credential,
             timeout: options.timeout,
-            extra_scopes: mount_from.iter().map(|r| auth::pull_scope(r)).collect(),
+            access,
+            extra_scopes,
         },
-        &policy(),
-        &reporter,
-    )?;
-    let uploader = Uploader {
-        registry: &registry,
-        image,
-        mount_from: mount_from.as_deref(),
-        reporter: &reporter,
-        policy: policy(),
-    };
-    let outcomes = push_blobs(&uploader, &blobs, options.jobs, &abort);
-    reporter.finish();
-    let outcomes = outcomes?;
-    reporter.line(&summary(&blobs, &outcomes, mount_from.as_deref()));
-    put_manifest(&registry, reference, &manifest, &policy(), &reporter)?;
-    if let Some(file) = &options.digestfile {
-        std::fs::write(file, manifest.digest.to_string())
-            .map_err(Error::io("writing the digest file", file))?;
-    }
-    Ok(manifest.digest)
+        policy,
+        reporter,
+    )
+}
+
+/// The repositories of `destination`'s registry that base-image layers of
+/// `image` came from, by layer digest (not `destination`'s own repository,
+/// where a blob is found by `HEAD`).
+fn origins_on_registry(image: &Image, destination: &RegistryReference) -> BTreeMap<String, String> {
+    image
+        .layers()
+        .iter()
+        .filter_map(|layer| {
+            let origin: RegistryReference = layer.origin.as_deref()?.parse().ok()?;
+            (origin.registry() == destination.registry()
+                && origin.repository() != destination.repository())
+            .then(|| (layer.digest.to_string(), origin.repository().to_owned()))
+        })
+        .collect()
 }
 
 /// The repository named by `--mount-from`, on the destination's registry.
@@ -291,13 +372,15 @@ fn report(reporter: &Reporter, blob: &Blob, outcome: &Outcome) {
     }
 }
 
-/// `sent 2 blobs (12.4 MiB), skipped 1 (already in the registry)`.
-fn summary(blobs: &[Blob], outcomes: &[Outcome], mount_from: Option<&str>) -> String {
-    let (mut sent, mut bytes, mut skipped, mut mounted) = (0, 0, 0, 0);
+/// `sent 2 blobs (12.4 MiB), skipped 1 (already in the registry)`, and
+/// `, mounted 3 from lab/base` when blobs were mounted.
+fn summary(blobs: &[Blob], outcomes: &[Outcome]) -> String {
+    let (mut sent, mut bytes, mut skipped) = (0, 0, 0);
+    let mut mounted: BTreeMap<&str, usize> = BTreeMap::new();
     for outcome in outcomes {
         match outcome {
             Outcome::Exists => skipped += 1,
-            Outcome::Mounted(_) => mounted += 1,
+            Outcome::Mounted(from) => *mounted.entry(from.as_str()).or_default() += 1,
             Outcome::Uploaded { bytes: b, .. } => {
                 sent += 1;
                 bytes += b;
@@ -310,8 +393,8 @@ fn summary(blobs: &[Blob], outcomes: &[Outcome], mount_from: Option<&str>) -> St
         "sent {sent} blob{plural} ({}), skipped {skipped} (already in the registry)",
         progress::size(bytes)
     );
-    if let (true, Some(from)) = (mounted > 0, mount_from) {
-        line.push_str(&format!(", mounted {mounted} from {from}"));
+    for (from, count) in mounted {
+        line.push_str(&format!(", mounted {count} from {from}"));
     }
     line
 }

@@ -52,6 +52,14 @@ impl Reporter {
         Reporter { mode }
     }
 
+    /// A reporter printing lines only, even on a terminal (pulls have no
+    /// bars).
+    pub fn lines(quiet: bool) -> Reporter {
+        Reporter {
+            mode: if quiet { Mode::Quiet } else { Mode::Lines },
+        }
+    }
+
     /// Prints a line (above the bars, if any).
     pub fn line(&self, text: &str) {
         match &self.mode {

@@ -84,7 +84,8 @@ pub(crate) fn client(verification: &Verification) -> Result<Client> {
         cause if cause.contains("No CA certificates") => Error::Invalid(
             "this system has no CA certificates to check the registry's TLS certificate with: \
              install them (Debian: ca-certificates), set SSL_CERT_FILE to a CA bundle, \
-             or pass --dest-cert-dir with the registry's CA"
+             or pass --dest-cert-dir with the registry's CA (in a Nix build, which has no \
+             system CAs, give pullImage or pullImageFromManifest an `sslCertFile`)"
                 .into(),
         ),
         cause => failed(cause),
@@ -195,20 +196,25 @@ fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>> {
     files.sort();
     let mut roots = Vec::new();
     for file in files {
-        let pem = std::fs::read(&file).map_err(Error::io("reading", &file))?;
-        let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-            .collect::<std::result::Result<_, _>>()
-            .ok()
-            .filter(|c: &Vec<_>| !c.is_empty())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{} holds no PEM certificate (a CA file in a certificate directory must be PEM)",
-                    file.display()
-                ))
-            })?;
-        roots.extend(certificates);
+        roots.extend(read_pem_file(&file)?);
     }
     Ok(roots)
+}
+
+/// Every certificate of a PEM file (a `*.crt` of a certificate directory,
+/// or a CA bundle); at least one.
+pub(crate) fn read_pem_file(file: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(file).map_err(Error::io("reading the CA certificates", file))?;
+    CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} holds no PEM certificate (CA files must be PEM)",
+                file.display()
+            ))
+        })
 }
 
 /// The TLS failure somewhere in an HTTP client error, if any.

@@ -18,6 +18,7 @@
 //! before the registry has all of it: the registry never stores it, and
 //! the push fails naming the store path.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -51,10 +52,6 @@ const MIN_CHUNK_SIZE: u64 = 1 << 20;
 /// The header with which a registry announces its minimum chunk size.
 const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
 
-/// The slowest upload rate a blob request tolerates: a blob may take
-/// `timeout + size / MIN_UPLOAD_RATE` in all.
-const MIN_UPLOAD_RATE: u64 = 128 * 1024;
-
 /// What happened to a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -81,11 +78,40 @@ struct Session {
     chunk_min: Option<u64>,
 }
 
+/// The repositories of the destination's registry that blobs may be
+/// mounted from instead of uploaded.
+#[derive(Debug, Default)]
+pub(crate) struct MountSources {
+    /// `--mount-from`: tried for every blob.
+    pub every: Option<String>,
+    /// The repository each base-image layer was pulled from, by digest,
+    /// when it is on the destination's registry.
+    pub by_digest: BTreeMap<String, String>,
+}
+
+impl MountSources {
+    /// Where to try mounting the blob `digest` from.
+    pub fn of(&self, digest: &Digest) -> Option<&str> {
+        self.every
+            .as_deref()
+            .or_else(|| self.by_digest.get(digest.as_ref()).map(String::as_str))
+    }
+
+    /// Every repository blobs may be mounted from, each once.
+    pub fn repositories(&self) -> BTreeSet<&str> {
+        self.every
+            .iter()
+            .chain(self.by_digest.values())
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 /// Everything the blobs of one push share.
 pub(crate) struct Uploader<'a> {
     pub registry: &'a Registry,
     pub image: &'a Image,
-    pub mount_from: Option<&'a str>,
+    pub mounts: &'a MountSources,
     pub reporter: &'a Reporter,
     pub policy: Policy<'a>,
 }
@@ -119,7 +145,7 @@ impl Uploader<'_> {
         if self.exists(&blob.digest)? {
             return Ok(Outcome::Exists);
         }
-        let session = match self.start(&blob.digest, self.mount_from)? {
+        let session = match self.start(&blob.digest, self.mounts.of(&blob.digest))? {
             Started::Mounted(from) => return Ok(Outcome::Mounted(from)),
             Started::Session(session) => session,
         };
@@ -344,7 +370,7 @@ impl Uploader<'_> {
 
     /// How long a request carrying `bytes` may take.
     fn upload_timeout(&self, bytes: u64) -> Duration {
-        self.registry.timeout() + Duration::from_secs(bytes / MIN_UPLOAD_RATE)
+        self.registry.transfer_timeout(bytes)
     }
 }
 

@@ -171,24 +171,11 @@ fn header_block(path: &str, entry_type: EntryType, size: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{IMAGE_VERSION, ImageDocument};
-
-    fn empty_image() -> Image {
-        Image::from_document(ImageDocument {
-            version: IMAGE_VERSION,
-            helper: "nix2container".into(),
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            variant: None,
-            created: "1970-01-01T00:00:01Z".into(),
-            config: Default::default(),
-            layers: Vec::new(),
-        })
-    }
+    use crate::image::fixtures::{self, CREATED};
 
     #[test]
     fn tar_crate_reads_what_we_write() {
-        let image = empty_image();
+        let image = fixtures::image(CREATED, Vec::new());
         let entries = vec![
             Entry::File("a.json".into(), b"{}".to_vec()),
             Entry::File("d/e/f".into(), vec![1; 513]),

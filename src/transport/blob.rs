@@ -209,25 +209,12 @@ impl Read for CheckedReader {
 mod tests {
     use super::*;
     use crate::compression::Compression;
-    use crate::document::{IMAGE_VERSION, ImageDocument};
-    use crate::layer::{Layer, default_history};
-    use crate::tar::PathSpec;
+    use crate::image::fixtures::{self, CREATED};
 
     /// An image holding the gzip layer of `root` twice.
     fn image_of(root: &std::path::Path) -> Image {
-        let compression = Compression::Gzip { level: 6 };
-        let layer =
-            Layer::compute(vec![PathSpec::plain(root)], default_history(), compression).unwrap();
-        Image::from_document(ImageDocument {
-            version: IMAGE_VERSION,
-            helper: "nix2container".into(),
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            variant: None,
-            created: "1970-01-01T00:00:01Z".into(),
-            config: Default::default(),
-            layers: vec![layer.clone(), layer],
-        })
+        let layer = fixtures::layer_of(root, Compression::Gzip { level: 6 });
+        fixtures::image(CREATED, vec![layer.clone(), layer])
     }
 
     fn read_all(blob: &Blob, image: &Image) -> (io::Result<Vec<u8>>, FailureSlot) {

@@ -259,20 +259,7 @@ impl Drop for Additions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{IMAGE_VERSION, ImageDocument};
-
-    fn image(created: &str) -> Image {
-        Image::from_document(ImageDocument {
-            version: IMAGE_VERSION,
-            helper: "nix2container".into(),
-            architecture: "amd64".into(),
-            os: "linux".into(),
-            variant: None,
-            created: created.into(),
-            config: Default::default(),
-            layers: Vec::new(),
-        })
-    }
+    use crate::image::fixtures::{self, CREATED};
 
     fn refs(index: &ImageIndex) -> Vec<(Option<String>, String)> {
         index
@@ -290,7 +277,10 @@ mod tests {
 
     #[test]
     fn tags_replace_and_untagged_manifests_are_not_repeated() {
-        let (a, b) = (image("1970-01-01T00:00:01Z"), image("1970-01-01T00:00:02Z"));
+        let (a, b) = (
+            fixtures::image(CREATED, Vec::new()),
+            fixtures::image("1970-01-01T00:00:02Z", Vec::new()),
+        );
         let (da, db) = (
             a.manifest_digest().to_string(),
             b.manifest_digest().to_string(),

@@ -1,66 +1,11 @@
 //! The examples, built by the flake exactly as users build them.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use serde_json::Value;
-
-use crate::dockerd::dockerd;
-use crate::nix;
-
-const SYSTEM: &str = "x86_64-linux";
-
-fn example(name: &str) -> PathBuf {
-    nix::build(&[&format!("legacyPackages.{SYSTEM}.examples.{name}")]).remove(0)
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn layer_paths(layer: &Value) -> BTreeSet<String> {
-    layer["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// The closure of `paths`, as Nix knows it.
-fn closure(paths: &[&str]) -> BTreeSet<String> {
-    let output = Command::new("nix-store")
-        .arg("-qR")
-        .args(paths)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The package set's attribute `name` as a store path.
-fn package(name: &str) -> String {
-    let output = Command::new("nix-build")
-        .env(
-            "NIX_CONFIG",
-            "substituters =\nbuild-users-group =\nsandbox = relaxed",
-        )
-        .current_dir(nix::repo())
-        .args(["--no-out-link", "tests/offline-nixpkgs", "-A", name])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
+use crate::dockerd::{Dockerd, dockerd};
+use crate::images::{snapshot, umoci_unpack, validate_layout};
+use crate::nix::{self, closure, example, example_attr, layer_store_paths, package};
+use crate::util::{path_str, read_json, since_epoch, tool};
 
 #[test]
 fn hello_has_a_bash_and_hello_layer_then_a_script_layer() {
@@ -68,8 +13,8 @@ fn hello_has_a_bash_and_hello_layer_then_a_script_layer() {
     let layers = image["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2, "{image:#}");
     let (bash, hello) = (package("bash"), package("hello"));
-    assert_eq!(layer_paths(&layers[0]), closure(&[&bash, &hello]));
-    let top: Vec<_> = layer_paths(&layers[1]).into_iter().collect();
+    assert_eq!(layer_store_paths(&layers[0]), closure(&[&bash, &hello]));
+    let top: Vec<_> = layer_store_paths(&layers[1]).into_iter().collect();
     assert_eq!(top.len(), 1, "{top:?}");
     assert!(top[0].ends_with("-conversation"), "{top:?}");
     assert_eq!(image["config"]["Entrypoint"][0], format!("{bash}/bin/bash"));
@@ -96,10 +41,7 @@ fn hello_with_script(text: &str) -> String {
 #[test]
 fn editing_the_script_rebuilds_only_the_top_layer() {
     // Texts never built before, so that the script itself is new each run.
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nonce = since_epoch().as_nanos();
     let (first_text, second_text) = (
         format!("echo first {nonce}"),
         format!("echo second {nonce}"),
@@ -131,20 +73,10 @@ fn editing_the_script_rebuilds_only_the_top_layer() {
 fn images_and_layers_rebuild_byte_for_byte() {
     let image = example("basic");
     for umask in [0o022, 0o077] {
-        let check = nix::check_reproducible(&image, umask);
-        assert!(
-            check.status.success(),
-            "umask {umask:03o}: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
+        nix::assert_reproducible(&image, umask, "basic");
     }
     let document = read_json(&image);
-    let layer_output = Command::new("nix-store")
-        .args(["-q", "--references"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    let layer_output = String::from_utf8(layer_output.stdout).unwrap();
+    let layer_output = tool("nix-store", &["-q", "--references", path_str(&image)]);
     assert!(!document["layers"].as_array().unwrap().is_empty());
     // The image refers to the helper and to every store path of its layers.
     assert!(
@@ -157,19 +89,21 @@ fn images_and_layers_rebuild_byte_for_byte() {
     );
 }
 
-fn example_attr(name: &str) -> String {
-    format!("legacyPackages.{SYSTEM}.examples.{name}")
+/// `nix run` of the example `name`'s attribute `script` with `args`, with
+/// the tests' dockerd as `DOCKER_HOST`; returns that daemon.
+fn run_with_dockerd(name: &str, script: &str, args: &[&str]) -> &'static Dockerd {
+    let daemon = dockerd();
+    nix::run(
+        &format!("{}.{script}", example_attr(name)),
+        args,
+        &[("DOCKER_HOST", &daemon.host())],
+    );
+    daemon
 }
 
 #[test]
 fn basic_runs_in_docker_through_copy_to_docker_daemon() {
-    let daemon = dockerd();
-    let host = daemon.host();
-    nix::run(
-        &format!("{}.copyToDockerDaemon", example_attr("basic")),
-        &[],
-        &[("DOCKER_HOST", &host)],
-    );
+    let daemon = run_with_dockerd("basic", "copyToDockerDaemon", &[]);
     assert_eq!(
         daemon.run(&["run", "--rm", "basic:latest"]),
         "Hello, world!\n"
@@ -178,8 +112,6 @@ fn basic_runs_in_docker_through_copy_to_docker_daemon() {
 
 #[test]
 fn hello_runs_in_docker_under_its_hash_tag() {
-    let daemon = dockerd();
-    let host = daemon.host();
     let reference = nix::eval_raw(&format!("{}.imageRefUnsafe", example_attr("hello")));
     let image = example("hello");
     let hash = image
@@ -192,11 +124,7 @@ fn hello_runs_in_docker_under_its_hash_tag() {
         .unwrap()
         .to_owned();
     assert_eq!(reference, format!("hello:{hash}"));
-    nix::run(
-        &format!("{}.pushToDockerDeamon", example_attr("hello")),
-        &["--quiet"],
-        &[("DOCKER_HOST", &host)],
-    );
+    let daemon = run_with_dockerd("hello", "pushToDockerDeamon", &["--quiet"]);
     assert_eq!(
         daemon.run(&["run", "--rm", &reference]),
         "Hello, world!\nHaaa aa... I'm dying!!!\n"
@@ -205,14 +133,12 @@ fn hello_runs_in_docker_under_its_hash_tag() {
 
 #[test]
 fn bash_has_core_utilities_in_bin() {
-    let daemon = dockerd();
-    let host = daemon.host();
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("bash.tar");
-    nix::run(
-        &format!("{}.copyTo", example_attr("bash")),
+    let daemon = run_with_dockerd(
+        "bash",
+        "copyTo",
         &[&format!("docker-archive:{}:bash:latest", archive.display())],
-        &[("DOCKER_HOST", &host)],
     );
     daemon.run(&["load", "-i", archive.to_str().unwrap()]);
     let listing = daemon.run(&["run", "--rm", "bash:latest", "/bin/bash", "-c", "ls /bin"]);
@@ -231,42 +157,13 @@ fn hello_unpacks_with_umoci_and_validates() {
     let image = example("hello");
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let output = Command::new(nix::helper().join("bin/nix2container"))
-        .arg("copy")
-        .arg(&image)
-        .arg(format!("oci:{}:hello", layout.display()))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let validate = Command::new("oci-image-tool")
-        .args(["validate", "--type", "image"])
-        .arg(&layout)
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&validate.stdout)
-    );
+    nix::copy(&image, &format!("oci:{}:hello", layout.display()), &[]);
+    validate_layout(&layout);
     let bundle = dir.path().join("bundle");
-    let unpack = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:hello", layout.display())])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(
-        unpack.status.success(),
-        "{}",
-        String::from_utf8_lossy(&unpack.stderr)
-    );
-    let rootfs = bundle.join("rootfs");
-    let unpacked = crate::images::snapshot(&rootfs);
+    let rootfs = umoci_unpack(&layout, "hello", &bundle);
+    let unpacked = snapshot(&rootfs);
     for store_path in closure(&[&package("bash"), &package("hello")]) {
-        let expected = crate::images::snapshot(Path::new(&store_path));
+        let expected = snapshot(Path::new(&store_path));
         for (relative, node) in expected {
             let inside = Path::new(&store_path)
                 .strip_prefix("/")

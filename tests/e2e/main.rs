@@ -4,6 +4,7 @@
 //! docker-registry, htpasswd, openssl, umoci, oci-image-tool, skopeo and gcc on
 //! PATH (`.ci/run` installs them); they fail rather than skip without them.
 
+mod base_images;
 #[path = "../support/dockerd.rs"]
 mod dockerd;
 mod examples;

@@ -11,36 +11,12 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::dockerd::{Dockerd, dockerd};
-use crate::nix;
-
-const SYSTEM: &str = "x86_64-linux";
-
-/// Builds an example as users do, through the flake.
-fn example(name: &str) -> PathBuf {
-    nix::build(&[&format!("legacyPackages.{SYSTEM}.examples.{name}")]).remove(0)
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
+use crate::images::umoci_unpack;
+use crate::nix::{self, closure, example, layer_paths, layer_store_paths, nix2container, package};
+use crate::util::{read_json, run_ok, since_epoch, stdout_of, stdout_ok, tool};
 
 fn layers(image: &Value) -> &Vec<Value> {
     image["layers"].as_array().unwrap()
-}
-
-/// The store paths of a layer object, as `(path, relocated to /)`.
-fn layer_paths(layer: &Value) -> Vec<(String, bool)> {
-    layer["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["path"].as_str().unwrap().to_owned(),
-                p.get("rewrite").is_some(),
-            )
-        })
-        .collect()
 }
 
 /// What the `greet` script of the layered examples prints.
@@ -73,65 +49,22 @@ fn assert_no_path_twice(image: &Value) -> BTreeSet<(String, bool)> {
     seen
 }
 
-fn nix2container() -> Command {
-    Command::new(nix::helper().join("bin/nix2container"))
-}
-
-fn succeeded(output: Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// Loads `image` into the tests' dockerd as `reference`.
 fn load(image: &Path, reference: &str) -> &'static Dockerd {
     let daemon = dockerd();
-    let output = nix2container()
-        .arg("copy")
-        .arg(image)
-        .arg(format!("docker-daemon:{reference}"))
-        .arg("--quiet")
-        .env("DOCKER_HOST", daemon.host())
-        .output()
-        .unwrap();
-    succeeded(
-        output,
-        &format!("copying {} to docker-daemon:{reference}", image.display()),
+    nix::copy(
+        image,
+        &format!("docker-daemon:{reference}"),
+        &[("DOCKER_HOST", &daemon.host())],
     );
     daemon
 }
 
-/// The package set's attribute `name` as a store path.
-fn package(name: &str) -> String {
-    let output = Command::new("nix-build")
-        .env(
-            "NIX_CONFIG",
-            "substituters =\nbuild-users-group =\nsandbox = relaxed",
-        )
-        .current_dir(nix::repo())
-        .args(["--no-out-link", "tests/offline-nixpkgs", "-A", name])
-        .output()
-        .unwrap();
-    succeeded(output, &format!("building {name}"))
-        .trim()
-        .to_owned()
-}
-
-/// The closure of `paths`, as Nix knows it.
-fn closure(paths: &[&str]) -> BTreeSet<String> {
-    let output = Command::new("nix-store")
-        .arg("-qR")
-        .args(paths)
-        .output()
-        .unwrap();
-    succeeded(output, "nix-store -qR")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+/// `docker run --rm IMAGE ARGS…` on the tests' dockerd.
+fn docker_run(image: &str, args: &[&str]) -> String {
+    let mut all = vec!["run", "--rm", image];
+    all.extend_from_slice(args);
+    dockerd().run(&all)
 }
 
 /// `ls -ln` fields of the line naming `name`: mode, links, uid, gid, ….
@@ -148,30 +81,30 @@ fn ls_fields<'a>(listing: &'a str, name: &str) -> Vec<&'a str> {
 fn unpack(image: &Path) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let output = nix2container()
-        .arg("copy")
-        .arg(image)
-        .arg(format!("oci:{}:image", layout.display()))
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    succeeded(output, "nix2container copy to an OCI layout");
-    let bundle = dir.path().join("bundle");
-    let output = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:image", layout.display())])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    succeeded(output, "umoci unpack");
-    (dir, bundle.join("rootfs"))
+    nix::copy(image, &format!("oci:{}:image", layout.display()), &[]);
+    let rootfs = umoci_unpack(&layout, "image", &dir.path().join("bundle"));
+    (dir, rootfs)
+}
+
+/// Asserts that building `expr` fails with every fragment of `expected`
+/// in the error; returns the error.
+fn assert_build_fails_with(expr: &str, expected: &[&str]) -> String {
+    let error = nix::build_error(expr);
+    for fragment in expected {
+        assert!(
+            error.contains(fragment),
+            "expected {fragment:?} in:\n{error}"
+        );
+    }
+    error
 }
 
 // ---------------------------------------------------------------- perms
 
 #[test]
 fn ownership_example_gives_one_file_uid_and_gid_1001() {
-    let daemon = load(&example("ownership"), "ownership:latest");
-    let listing = daemon.run(&["run", "--rm", "ownership:latest"]);
+    load(&example("ownership"), "ownership:latest");
+    let listing = docker_run("ownership:latest", &[]);
     // Upstream's expectation: -r--r--r-- 1 1001 1001 0 Jan  1  1970 test1.txt
     assert_eq!(
         ls_fields(&listing, "test1.txt"),
@@ -207,8 +140,8 @@ fn upstream_45_a_perm_regex_only_touches_the_files_it_matches() {
              config.Cmd = [ "/bin/ls" "-ln" "/tmp" ];
            }"#,
     );
-    let daemon = load(&image, "upstream45:latest");
-    let listing = daemon.run(&["run", "--rm", "upstream45:latest"]);
+    load(&image, "upstream45:latest");
+    let listing = docker_run("upstream45:latest", &[]);
     assert_eq!(
         ls_fields(&listing, "test1.txt")[..4],
         ["-rwxrwxrwx", "1", "0", "0"]
@@ -232,7 +165,7 @@ fn upstream_45_a_perm_regex_only_touches_the_files_it_matches() {
 #[test]
 fn openbar_example_makes_tmp_world_writable_and_sticky() {
     let daemon = load(&example("openbar"), "openbar:latest");
-    let listing = daemon.run(&["run", "--rm", "openbar:latest"]);
+    let listing = docker_run("openbar:latest", &[]);
     assert!(listing.starts_with("drwxrwxrwt"), "{listing}");
     assert!(listing.trim_end().ends_with("/tmp"), "{listing}");
     // And anyone may write there.
@@ -251,11 +184,10 @@ fn openbar_example_makes_tmp_world_writable_and_sticky() {
 
 #[test]
 fn an_invalid_perm_regex_fails_the_build_naming_it() {
-    let error = nix::build_error(
+    let error = assert_build_fails_with(
         r#"t.buildLayer { deps = [ t.pkgs.hello ]; perms = [ { path = t.pkgs.hello; regex = "bin/(hello"; mode = "0755"; } ]; }"#,
+        &[r#"invalid regex "bin/(hello""#, "-hello-1.0"],
     );
-    assert!(error.contains(r#"invalid regex "bin/(hello""#), "{error}");
-    assert!(error.contains("-hello-1.0"), "{error}");
     assert!(!error.contains("panicked"), "{error}");
 }
 
@@ -278,8 +210,8 @@ fn layered_example_has_exactly_max_layers_and_no_path_twice() {
     assert_eq!(layer_paths(&layers(&image)[1]).len(), 1);
     assert_eq!(layer_paths(&layers(&image)[2]).len(), all.len() - 2);
 
-    let daemon = load(&image_path, "layered:latest");
-    assert_eq!(daemon.run(&["run", "--rm", "layered:latest"]), GREETING);
+    load(&image_path, "layered:latest");
+    assert_eq!(docker_run("layered:latest", &[]), GREETING);
 }
 
 /// The NAR size of each path, as Nix records it.
@@ -287,17 +219,8 @@ fn nar_sizes(paths: &BTreeSet<String>) -> BTreeMap<String, u64> {
     paths
         .iter()
         .map(|path| {
-            let output = Command::new("nix-store")
-                .args(["-q", "--size", path])
-                .output()
-                .unwrap();
-            (
-                path.clone(),
-                succeeded(output, "nix-store -q --size")
-                    .trim()
-                    .parse()
-                    .unwrap(),
-            )
+            let size = tool("nix-store", &["-q", "--size", path]);
+            (path.clone(), size.trim().parse().unwrap())
         })
         .collect()
 }
@@ -328,11 +251,8 @@ fn upstream_27_size_layering_gives_the_largest_paths_their_own_layers() {
     // The script, small and used by nothing, is in the last layer.
     assert!(layer_paths(layers(&image).last().unwrap()).contains(&(greet, false)));
 
-    let daemon = load(&image_path, "layered-by-size:latest");
-    assert_eq!(
-        daemon.run(&["run", "--rm", "layered-by-size:latest"]),
-        GREETING
-    );
+    load(&image_path, "layered-by-size:latest");
+    assert_eq!(docker_run("layered-by-size:latest", &[]), GREETING);
 }
 
 /// 130 distinct store paths without building anything: `builtins.toFile`.
@@ -340,28 +260,28 @@ const MANY_FILES: &str = r#"(n: from: map (i: builtins.toFile "f${toString i}" "
 
 #[test]
 fn images_over_125_layers_fail_at_build_saying_how_to_fix_it() {
-    let error = nix::build_error(&format!(
-        "t.buildLayer {{ deps = {MANY_FILES} 130 0; maxLayers = 0; }}"
-    ));
-    assert!(
-        error.contains("would make 130 layers, more than the 125"),
-        "{error}"
+    assert_build_fails_with(
+        &format!("t.buildLayer {{ deps = {MANY_FILES} 130 0; maxLayers = 0; }}"),
+        &[
+            "would make 130 layers, more than the 125",
+            "`maxLayers` of at most 125",
+        ],
     );
-    assert!(error.contains("`maxLayers` of at most 125"), "{error}");
-
-    let error = nix::build_error(&format!(
-        r#"t.buildImage {{
+    assert_build_fails_with(
+        &format!(
+            r#"t.buildImage {{
              name = "too-many";
              isolatedDeps = [
                (t.buildLayer {{ deps = {MANY_FILES} 100 0; maxLayers = 0; }})
                (t.buildLayer {{ deps = {MANY_FILES} 30 100; maxLayers = 0; }})
              ];
            }}"#
-    ));
-    assert!(error.contains("the image would have 130 layers"), "{error}");
-    assert!(
-        error.contains("lower the `maxLayers`") && error.contains("merge `isolatedDeps`"),
-        "{error}"
+        ),
+        &[
+            "the image would have 130 layers",
+            "lower the `maxLayers`",
+            "merge `isolatedDeps`",
+        ],
     );
 }
 
@@ -371,10 +291,7 @@ fn ignore_leaves_a_path_out_but_keeps_its_dependencies() {
         r#"t.buildLayer { deps = [ t.pkgs.foobar-app ]; ignore = t.pkgs.libbar; }"#,
     );
     let document = read_json(&layer.join("layers.json"));
-    let paths: BTreeSet<String> = layer_paths(&document["layers"][0])
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let paths = layer_store_paths(&document["layers"][0]);
     assert!(!paths.contains(&package("libbar")), "{paths:?}");
     assert!(paths.contains(&package("libfoo")), "{paths:?}");
     assert!(paths.contains(&package("foobar-app")), "{paths:?}");
@@ -399,13 +316,8 @@ fn metadata_example_shows_in_docker_history_and_the_config() {
             .any(|l| l == "nix2container: the hello layer|hello and nothing else"),
         "{history}"
     );
-    let output = nix2container()
-        .arg("inspect")
-        .arg(&image)
-        .arg("--config")
-        .output()
-        .unwrap();
-    let config: Value = serde_json::from_str(&succeeded(output, "inspect --config")).unwrap();
+    let config = stdout_ok(nix2container().arg("inspect").arg(&image).arg("--config"));
+    let config: Value = serde_json::from_str(&config).unwrap();
     assert_eq!(
         config["history"][0]["author"],
         "Jane Doe <jane@example.com>"
@@ -427,19 +339,15 @@ fn created_example_shows_in_docker_inspect() {
 }
 
 fn epoch_seconds(rfc3339: &str) -> u64 {
-    let output = Command::new("date")
-        .args(["-u", "-d", rfc3339, "+%s"])
-        .output()
-        .unwrap();
-    succeeded(output, "date").trim().parse().unwrap()
+    tool("date", &["-u", "-d", rfc3339, "+%s"])
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[test]
 fn created_now_is_the_build_time_and_changes_no_layer() {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nonce = since_epoch().as_nanos();
     let expr = |created: &str| {
         format!(
             r#"t.buildImage {{
@@ -450,15 +358,9 @@ fn created_now_is_the_build_time_and_changes_no_layer() {
                }}"#
         )
     };
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let before = since_epoch().as_secs();
     let now = nix::build_expr(&expr(r#"created = "now";"#));
-    let after = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let after = since_epoch().as_secs();
     let fixed = nix::build_expr(&expr(""));
     let (now_json, fixed_json) = (read_json(&now), read_json(&fixed));
     let created = now_json["created"].as_str().unwrap();
@@ -519,8 +421,7 @@ fn upstream_219_non_reproducible_layers_hold_only_their_own_paths() {
         assert!(same.get("tar_path").is_none());
         let tar = PathBuf::from(layer["tar_path"].as_str().unwrap());
         assert_eq!(tar.parent().unwrap(), stored);
-        let paths: BTreeSet<String> = layer_paths(layer).into_iter().map(|(p, _)| p).collect();
-        assert_eq!(store_entries(&tar), paths);
+        assert_eq!(store_entries(&tar), layer_store_paths(layer));
     }
 }
 
@@ -540,8 +441,8 @@ fn non_reproducible_example_runs_from_its_stored_tars() {
         .unwrap()
         .0;
     let date = std::fs::read_to_string(Path::new(&stamp).join("date")).unwrap();
-    let daemon = load(&image_path, "non-reproducible:latest");
-    let output = daemon.run(&["run", "--rm", "non-reproducible:latest"]);
+    load(&image_path, "non-reproducible:latest");
+    let output = docker_run("non-reproducible:latest", &[]);
     assert_eq!(output, format!("built on {date}"));
 }
 
@@ -564,10 +465,7 @@ fn upstream_186_duplicated_example_has_exactly_two_layers() {
         "duplicated:latest",
     ]);
     assert_eq!(rootfs.trim(), "2");
-    assert_eq!(
-        daemon.run(&["run", "--rm", "duplicated:latest"]),
-        "Hello, world!\n"
-    );
+    assert_eq!(docker_run("duplicated:latest", &[]), "Hello, world!\n");
 }
 
 #[test]
@@ -582,8 +480,8 @@ fn nested_example_runs_with_each_path_once() {
         in_store(closure(&[&package("coreutils")]))
     );
     assert_eq!(layer_paths(&layers(&image)[1]), [(package("bash"), false)]);
-    let daemon = load(&image_path, "nested:latest");
-    assert_eq!(daemon.run(&["run", "--rm", "nested:latest"]), GREETING);
+    load(&image_path, "nested:latest");
+    assert_eq!(docker_run("nested:latest", &[]), GREETING);
 }
 
 // --------------------------------------------------------- copyToRoot
@@ -591,9 +489,9 @@ fn nested_example_runs_with_each_path_once() {
 #[test]
 fn copy_to_root_example_merges_roots_and_puts_a_file_at_its_name() {
     let image_path = example("copyToRoot");
-    let daemon = load(&image_path, "copy-to-root:latest");
+    load(&image_path, "copy-to-root:latest");
     assert_eq!(
-        daemon.run(&["run", "--rm", "copy-to-root:latest"]),
+        docker_run("copy-to-root:latest", &[]),
         "Hello, world!\nWelcome aboard\n"
     );
     let (_dir, rootfs) = unpack(&image_path);
@@ -631,10 +529,7 @@ fn upstream_157_a_copy_to_root_path_the_config_refers_to_stays_in_the_store() {
         .clone();
     assert!(paths.contains(&(root.clone(), false)) && paths.contains(&(root, true)));
     let daemon = load(&image, "upstream157:latest");
-    assert_eq!(
-        daemon.run(&["run", "--rm", "upstream157:latest"]),
-        "Hello, world!\n"
-    );
+    assert_eq!(docker_run("upstream157:latest", &[]), "Hello, world!\n");
     assert_eq!(
         daemon.run(&[
             "run",
@@ -665,8 +560,8 @@ fn upstream_144_perms_on_one_root_merge_with_identical_directories() {
              config.Cmd = [ "/bin/bash" "-c" "/bin/bash /bin/extra && /bin/ls -ld /tmp" ];
            }"#,
     );
-    let daemon = load(&image, "upstream144:latest");
-    let output = daemon.run(&["run", "--rm", "upstream144:latest"]);
+    load(&image, "upstream144:latest");
+    let output = docker_run("upstream144:latest", &[]);
     assert!(output.starts_with("extra tool\ndrwxrwxrwt"), "{output}");
 }
 
@@ -675,35 +570,30 @@ fn upstream_144_perms_on_one_root_merge_with_identical_directories() {
 /// fails naming both sources.
 #[test]
 fn upstream_162_conflicts_fail_the_build_naming_both_sources() {
-    let error = nix::build_error(
+    assert_build_fails_with(
         r#"let
              dir = t.pkgs.runCommand "with-dir" { } "mkdir -p $out/share/doc && echo a > $out/share/doc/a";
              link = t.pkgs.runCommand "with-link" { } "mkdir -p $out && ln -s ${t.pkgs.libfoo}/share $out/share";
            in t.buildLayer { copyToRoot = [ dir link ]; }"#,
+        &[
+            "conflicting files at /share",
+            "-with-dir/share (directory",
+            "-with-link/share (symlink to /nix/store/",
+            "put both packages in one buildEnv",
+        ],
     );
-    assert!(error.contains("conflicting files at /share"), "{error}");
-    assert!(error.contains("-with-dir/share (directory"), "{error}");
-    assert!(
-        error.contains("-with-link/share (symlink to /nix/store/"),
-        "{error}"
-    );
-    assert!(
-        error.contains("put both packages in one buildEnv"),
-        "{error}"
-    );
-
-    let error = nix::build_error(
+    assert_build_fails_with(
         r#"let
              one = t.pkgs.runCommand "one" { } "mkdir -p $out/etc && echo one > $out/etc/motd";
              two = t.pkgs.runCommand "two" { } "mkdir -p $out/etc && echo two > $out/etc/motd";
            in t.buildLayer { copyToRoot = [ one two ]; }"#,
+        &[
+            "conflicting files at /etc/motd",
+            "-one/etc/motd",
+            "-two/etc/motd",
+            "different contents",
+        ],
     );
-    assert!(error.contains("conflicting files at /etc/motd"), "{error}");
-    assert!(
-        error.contains("-one/etc/motd") && error.contains("-two/etc/motd"),
-        "{error}"
-    );
-    assert!(error.contains("different contents"), "{error}");
 }
 
 // -------------------------------------------------------- Nix database
@@ -723,15 +613,15 @@ fn registered(rootfs: &Path) -> BTreeSet<String> {
         .unwrap()
 }
 
-/// The machine's Nix on the unpacked image's store.
+/// The machine's Nix on the unpacked image's store, which must succeed.
 fn nix_store_in(rootfs: &Path, args: &[&str]) -> Output {
-    Command::new("nix-store")
-        .env("NIX_CONFIG", "build-users-group =\nsubstituters =")
-        .arg("--store")
-        .arg(format!("local?root={}", rootfs.display()))
-        .args(args)
-        .output()
-        .unwrap()
+    run_ok(
+        Command::new("nix-store")
+            .env("NIX_CONFIG", "build-users-group =\nsubstituters =")
+            .arg("--store")
+            .arg(format!("local?root={}", rootfs.display()))
+            .args(args),
+    )
 }
 
 /// Upstream #165: the database registered copyToRoot paths, which are not
@@ -776,14 +666,12 @@ fn upstream_165_nix_database_registers_exactly_the_store_paths_of_the_image() {
     // The machine's Nix reads the database and checks every path's hash.
     let verify = nix_store_in(&rootfs, &["--verify", "--check-contents"]);
     let stderr = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success(), "{stderr}");
     assert!(
         !stderr.contains("error") && !stderr.contains("disappeared"),
         "{stderr}"
     );
     let coreutils = package("coreutils");
-    let query = nix_store_in(&rootfs, &["-qR", &coreutils]);
-    let closure_in_image = succeeded(query, "nix-store -qR in the image");
+    let closure_in_image = stdout_of(&nix_store_in(&rootfs, &["-qR", &coreutils]));
     assert_eq!(
         closure_in_image
             .lines()
@@ -791,21 +679,16 @@ fn upstream_165_nix_database_registers_exactly_the_store_paths_of_the_image() {
             .collect::<BTreeSet<_>>(),
         closure(&[&coreutils])
     );
-    let query = nix_store_in(&rootfs, &["-q", "--hash", &package("hello")]);
-    let hash = succeeded(query, "nix-store -q --hash in the image");
-    let host = Command::new("nix-store")
-        .args(["-q", "--hash", &package("hello")])
-        .output()
-        .unwrap();
-    assert_eq!(hash, succeeded(host, "nix-store -q --hash"));
+    let hello = package("hello");
+    let hash = stdout_of(&nix_store_in(&rootfs, &["-q", "--hash", &hello]));
+    assert_eq!(hash, tool("nix-store", &["-q", "--hash", &hello]));
 }
 
 #[test]
 fn nix_user_example_owns_nix_and_runs_as_that_user() {
     let image_path = example("nix-user");
-    let daemon = load(&image_path, "nix-user:latest");
-    let run =
-        |script: &str| daemon.run(&["run", "--rm", "nix-user:latest", "/bin/bash", "-c", script]);
+    load(&image_path, "nix-user:latest");
+    let run = |script: &str| docker_run("nix-user:latest", &["/bin/bash", "-c", script]);
     assert_eq!(run("/bin/id -u; /bin/id -g"), "1000\n1000\n");
     let listing = run("/bin/ls -ln /nix /nix/var/nix; /bin/ls -lnd /home/user");
     let owner = |name: &str| {
@@ -842,17 +725,7 @@ fn nix_user_example_owns_nix_and_runs_as_that_user() {
 
 /// The derivations of nix2container that `image` was built from.
 fn our_derivations(image: &Path) -> Vec<String> {
-    let deriver = Command::new("nix-store")
-        .args(["-q", "--deriver"])
-        .arg(image)
-        .output()
-        .unwrap();
-    let deriver = succeeded(deriver, "nix-store -q --deriver");
-    let requisites = Command::new("nix-store")
-        .args(["-qR", deriver.trim()])
-        .output()
-        .unwrap();
-    succeeded(requisites, "nix-store -qR")
+    tool("nix-store", &["-qR", &nix::deriver(image)])
         .lines()
         .filter(|drv| {
             let name = drv.split_once('-').map_or("", |(_, name)| name);
@@ -878,17 +751,8 @@ fn new_derivations_rebuild_byte_for_byte() {
             assert!(derivations.iter().any(|d| d.ends_with("-nix-database.drv")));
         }
         for drv in derivations {
-            let outputs = Command::new("nix-store")
-                .args(["-q", "--outputs", &drv])
-                .output()
-                .unwrap();
-            let output = succeeded(outputs, "nix-store -q --outputs");
-            let check = nix::check_reproducible(Path::new(output.trim()), 0o077);
-            assert!(
-                check.status.success(),
-                "{name}: {drv}: {}",
-                String::from_utf8_lossy(&check.stderr)
-            );
+            let output = tool("nix-store", &["-q", "--outputs", &drv]);
+            nix::assert_reproducible(Path::new(output.trim()), 0o077, &format!("{name}: {drv}"));
         }
     }
 }
@@ -937,11 +801,7 @@ fn new_arguments_are_checked_at_evaluation() {
         ),
     ];
     for (expr, message) in mistakes {
-        let error = nix::eval_error(&format!("({expr}).drvPath"));
-        assert!(
-            error.contains(message),
-            "{expr}\nexpected {message:?} in:\n{error}"
-        );
+        nix::assert_eval_fails_with(expr, message);
     }
 }
 

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::images::{CREATED, TestImage, hello_image};
-use crate::process::{ping, spawn_tied_to_process};
-use crate::util::nix2container;
+use crate::process::{answers_within, spawn_tied_to_process};
+use crate::util::{nix2container, run_ok, stdout_ok};
 
 /// Settings that let podman run here as root in a VM without all cgroup
 /// controllers, and keep its events out of the journal.
@@ -72,31 +72,22 @@ impl Storage {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         spawn_tied_to_process(command, "podman system service (apt-get install podman)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ping(&socket) {
-            assert!(
-                Instant::now() < deadline,
-                "the podman service did not answer on {}",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            answers_within(&socket, Duration::from_secs(30)),
+            "the podman service did not answer on {}",
+            socket.display()
+        );
         socket
     }
 
     /// The ID of the image `name`, as podman lists it.
     fn image_id(&self, name: &str) -> String {
-        let output = self
-            .podman()
-            .args(["image", "inspect", "--format", "{{.Id}}", name])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        stdout_ok(
+            self.podman()
+                .args(["image", "inspect", "--format", "{{.Id}}", name]),
+        )
+        .trim()
+        .to_owned()
     }
 }
 
@@ -106,32 +97,30 @@ fn copy_to_podman(image: &TestImage, storage: &Storage, socket: Option<&Path>, n
     if let Some(socket) = socket {
         command.env("CONTAINER_HOST", format!("unix://{}", socket.display()));
     }
-    let output = command
-        .arg("copy")
-        .arg(&image.json)
-        .arg(format!("containers-storage:{name}"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    run_ok(
+        command
+            .arg("copy")
+            .arg(&image.json)
+            .arg(format!("containers-storage:{name}")),
     );
+}
+
+/// Copies the hello image to new storage, through a service or not, and
+/// checks the ID podman lists.
+fn assert_loads(through_service: bool, name: &str) {
+    let (image, storage) = (hello_image(CREATED), Storage::new());
+    let socket = through_service.then(|| storage.serve());
+    copy_to_podman(&image, &storage, socket.as_deref(), name);
+    let id = storage.image_id(&format!("localhost/{name}"));
+    assert_eq!(format!("sha256:{id}"), image.id());
 }
 
 #[test]
 fn podman_loads_through_its_service_api() {
-    let (image, storage) = (hello_image(CREATED), Storage::new());
-    let socket = storage.serve();
-    copy_to_podman(&image, &storage, Some(&socket), "podtest:api");
-    let id = storage.image_id("localhost/podtest:api");
-    assert_eq!(format!("sha256:{id}"), image.id());
+    assert_loads(true, "podtest:api");
 }
 
 #[test]
 fn podman_loads_through_the_command_without_a_service() {
-    let (image, storage) = (hello_image(CREATED), Storage::new());
-    copy_to_podman(&image, &storage, None, "podtest:command");
-    let id = storage.image_id("localhost/podtest:command");
-    assert_eq!(format!("sha256:{id}"), image.id());
+    assert_loads(false, "podtest:command");
 }

@@ -15,17 +15,25 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 use nix2container::compression::Compression;
-use nix2container::document::{IMAGE_VERSION, ImageDocument};
 use nix2container::image::Image;
-use nix2container::layer::Layer;
-use nix2container::oci_spec::image::{ConfigBuilder, History};
-use nix2container::tar::{PathSpec, Rewrite};
+use nix2container::oci_spec::image::ConfigBuilder;
 
 use crate::faults::{self, Fault, FaultProxy, Rule};
 use crate::images::{self, ImageSpec, TestImage, build_image};
-use crate::registry_server::{Auth, Options, PASSWORD, Registry, USER};
+use crate::registry_server::{Access, Auth, Options, PASSWORD, Registry, USER};
 use crate::token::{self, TokenIssuer};
-use crate::util::nix2container;
+use crate::util::{nix2container, path_str, stderr_of, tool};
+
+/// A new directory under `CARGO_TARGET_TMPDIR/base` that every user can
+/// search (see `as_another_user`).
+fn searchable_tempdir(base: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(base);
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
 
 /// A HOME with nothing in it and the XDG directories inside it, as on a
 /// fresh CI machine: no credentials, no cache.
@@ -35,13 +43,9 @@ struct Home {
 
 impl Home {
     fn new() -> Home {
-        use std::os::unix::fs::PermissionsExt;
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("homes");
-        std::fs::create_dir_all(&base).unwrap();
-        let dir = tempfile::tempdir_in(base).unwrap();
-        // Searchable by another user (see `as_another_user`).
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        Home { dir }
+        Home {
+            dir: searchable_tempdir("homes"),
+        }
     }
 
     fn path(&self) -> &Path {
@@ -84,14 +88,10 @@ fn push(json: &Path, destination: &str, args: &[&str], home: &Home) -> Output {
         .expect("nix2container runs")
 }
 
-/// Standard error of a run that must have succeeded.
+/// Standard error of a run that must have succeeded, writing nothing to
+/// standard output.
 fn succeeded(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "failed with {}\nstderr:\n{stderr}",
-        output.status
-    );
+    let stderr = stderr_of(output);
     assert!(output.stdout.is_empty(), "nothing goes to standard output");
     stderr
 }
@@ -107,26 +107,6 @@ fn failed(output: &Output) -> String {
         .collect();
     assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
     stderr
-}
-
-/// Runs a tool that must succeed, and returns its standard output.
-fn tool(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
 }
 
 fn lines_matching<'a>(stderr: &'a str, pattern: &str) -> Vec<&'a str> {
@@ -150,25 +130,42 @@ fn assert_pulls_to_source(
     args.extend([reference, destination.as_str()]);
     tool("skopeo", &args);
     let bundle = scratch.path().join("bundle");
-    tool(
-        "umoci",
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:pulled", path_str(&layout)),
-            path_str(&bundle),
-        ],
-    );
-    let unpacked = images::snapshot(&bundle.join("rootfs"));
-    let differences: Vec<_> = rootfs
-        .keys()
-        .chain(unpacked.keys())
-        .filter(|path| rootfs.get(*path) != unpacked.get(*path))
+    images::assert_unpacks_to(rootfs, &layout, "pulled", &bundle, reference);
+}
+
+/// `skopeo inspect --tls-verify=false FLAGS… REFERENCE`, parsed.
+fn skopeo_inspect(reference: &str, flags: &[&str]) -> serde_json::Value {
+    let mut args = vec!["inspect", "--tls-verify=false"];
+    args.extend_from_slice(flags);
+    args.push(reference);
+    serde_json::from_str(&tool("skopeo", &args)).unwrap()
+}
+
+/// The digests of the blobs whose uploads `accesses` finished (a `PUT`
+/// with `?digest=`), sorted.
+fn blobs_put(accesses: &[Access]) -> Vec<String> {
+    let mut digests: Vec<String> = accesses
+        .iter()
+        .filter(|a| a.method == "PUT")
+        .map(|a| {
+            let (_, digest) = a.target.split_once("digest=").expect("a digest");
+            digest.replace("%3A", ":")
+        })
         .collect();
-    assert!(
-        differences.is_empty(),
-        "{reference} unpacks differently from its source at {differences:?}"
-    );
+    digests.sort();
+    digests
+}
+
+/// Fails if any of `secrets` is in what `outputs` printed.
+fn assert_printed_none_of(outputs: &[Output], secrets: &[(&str, &str)]) {
+    for output in outputs {
+        for stream in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            for (name, secret) in secrets {
+                assert!(!text.contains(secret), "{name} was printed:\n{text}");
+            }
+        }
+    }
 }
 
 fn image_with(compression: Compression, greeting: &str) -> TestImage {
@@ -232,18 +229,10 @@ fn push_round_trips_through_skopeo_and_umoci() {
         );
 
         let reference = destination.clone();
-        let inspect: serde_json::Value = serde_json::from_str(&tool(
-            "skopeo",
-            &["inspect", "--tls-verify=false", &reference],
-        ))
-        .unwrap();
+        let inspect = skopeo_inspect(&reference, &[]);
         assert_eq!(inspect["Digest"], manifest);
         assert_eq!(inspect["Architecture"], "amd64");
-        let config: serde_json::Value = serde_json::from_str(&tool(
-            "skopeo",
-            &["inspect", "--config", "--tls-verify=false", &reference],
-        ))
-        .unwrap();
+        let config = skopeo_inspect(&reference, &["--config"]);
         assert_eq!(
             config["config"]["Entrypoint"],
             serde_json::json!(["/bin/hello"])
@@ -252,11 +241,7 @@ fn push_round_trips_through_skopeo_and_umoci() {
             config["rootfs"]["diff_ids"][1],
             image.document.layers[1].diff_id.to_string()
         );
-        let raw: serde_json::Value = serde_json::from_str(&tool(
-            "skopeo",
-            &["inspect", "--raw", "--tls-verify=false", &reference],
-        ))
-        .unwrap();
+        let raw = skopeo_inspect(&reference, &["--raw"]);
         assert_eq!(
             raw["layers"][0]["mediaType"],
             compression.media_type().to_string()
@@ -301,13 +286,8 @@ fn v2s2_pushes_docker_media_types_and_refuses_zstd() {
         manifest["layers"][1]["mediaType"],
         "application/vnd.docker.image.rootfs.diff.tar.gzip"
     );
-    let inspect: serde_json::Value = serde_json::from_str(&tool(
-        "skopeo",
-        &["inspect", "--tls-verify=false", &destination],
-    ))
-    .unwrap();
     assert_eq!(
-        inspect["Digest"],
+        skopeo_inspect(&destination, &[])["Digest"],
         nix2container::hash::sha256_of(raw.as_bytes()).to_string()
     );
     assert_pulls_to_source(&image.rootfs(), &destination, &["--src-tls-verify=false"]);
@@ -376,15 +356,7 @@ fn a_fresh_machine_sends_no_blob_twice() {
         &Home::new(),
     ));
     let new: Vec<_> = registry.uploads().into_iter().skip(6).collect();
-    let mut sent: Vec<String> = new
-        .iter()
-        .filter(|a| a.method == "PUT")
-        .map(|a| {
-            let (_, digest) = a.target.split_once("digest=").expect("a digest");
-            digest.replace("%3A", ":")
-        })
-        .collect();
-    sent.sort();
+    let sent = blobs_put(&new);
     let mut expected = vec![changed.document.layers[1].digest.to_string(), changed.id()];
     expected.sort();
     assert_eq!(sent, expected, "{stderr}");
@@ -432,10 +404,7 @@ fn as_another_user(mut command: Command) -> Command {
 /// long as the returned value.
 fn readable_copy(file: &Path) -> (tempfile::TempDir, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared");
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(&base).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = searchable_tempdir("shared");
     let copy = dir.path().join("image.json");
     std::fs::copy(file, &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -446,6 +415,11 @@ fn readable_copy(file: &Path) -> (tempfile::TempDir, PathBuf) {
 fn write(path: &Path, content: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
+}
+
+/// An auth.json (or Docker config.json) with credentials for `server`.
+fn auths_json(server: &str, auth: &str) -> String {
+    format!(r#"{{"auths": {{"{server}": {{"auth": "{auth}"}}}}}}"#)
 }
 
 fn basic_auth_value(user: &str, password: &str) -> String {
@@ -494,10 +468,7 @@ fn basic_auth_over_tls_from_every_credential_source() {
 
     // --dest-authfile and $REGISTRY_AUTH_FILE: containers' auth.json.
     let authfile = scratch.join("auth.json");
-    write(
-        &authfile,
-        &format!(r#"{{"auths": {{"{address}": {{"auth": "{auth}"}}}}}}"#),
-    );
+    write(&authfile, &auths_json(&address, &auth));
     ok(
         "lab/a:authfile",
         &[&cert_flag, "--dest-authfile", path_str(&authfile)],
@@ -515,7 +486,7 @@ fn basic_auth_over_tls_from_every_credential_source() {
     let runtime = Home::new();
     write(
         &runtime.path().join("run/containers/auth.json"),
-        &format!(r#"{{"auths": {{"{address}": {{"auth": "{auth}"}}}}}}"#),
+        &auths_json(&address, &auth),
     );
     ok("lab/a:xdg", &[&cert_flag], &runtime, &[]);
 
@@ -523,7 +494,7 @@ fn basic_auth_over_tls_from_every_credential_source() {
     let docker = Home::new();
     write(
         &docker.path().join(".docker/config.json"),
-        &format!(r#"{{"auths": {{"https://{address}": {{"auth": "{auth}"}}}}}}"#),
+        &auths_json(&format!("https://{address}"), &auth),
     );
     ok("lab/a:docker", &[&cert_flag], &docker, &[]);
 
@@ -652,19 +623,10 @@ fn basic_auth_over_tls_from_every_credential_source() {
     registry.assert_consistent();
 
     // No password anywhere in what was printed.
-    for output in &outputs {
-        for stream in [&output.stdout, &output.stderr] {
-            let text = String::from_utf8_lossy(stream);
-            assert!(
-                !text.contains(PASSWORD),
-                "the password was printed:\n{text}"
-            );
-            assert!(
-                !text.contains(&auth),
-                "the encoded password was printed:\n{text}"
-            );
-        }
-    }
+    assert_printed_none_of(
+        &outputs,
+        &[("the password", PASSWORD), ("the encoded password", &auth)],
+    );
 }
 
 #[test]
@@ -676,12 +638,7 @@ fn token_auth_scopes_mounts_and_denials() {
         "forbidden/",
     );
     let registry = Registry::start(&Options {
-        auth: Auth::Token {
-            realm: issuer.realm(),
-            service: token::SERVICE.into(),
-            issuer: token::ISSUER.into(),
-            certificate: issuer.certificate().to_path_buf(),
-        },
+        auth: issuer.registry_auth(),
         ..Options::default()
     });
     let image = image_with(GZIP, GREETING);
@@ -778,15 +735,7 @@ fn token_auth_scopes_mounts_and_denials() {
     assert!(registry.manifests("lab/fail").is_empty());
     assert!(registry.manifests("forbidden/app").is_empty());
     registry.assert_consistent();
-    for output in &outputs {
-        for stream in [&output.stdout, &output.stderr] {
-            let text = String::from_utf8_lossy(stream);
-            assert!(
-                !text.contains(PASSWORD),
-                "the password was printed:\n{text}"
-            );
-        }
-    }
+    assert_printed_none_of(&outputs, &[("the password", PASSWORD)]);
 }
 
 #[test]
@@ -855,15 +804,7 @@ fn transient_faults_are_retried() {
     assert!(stderr.contains("429 Too Many Requests"), "{stderr}");
     assert!(started.elapsed().as_secs() < 30, "{stderr}");
     registry.assert_consistent();
-    let inspect: serde_json::Value = serde_json::from_str(&tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            &registry.destination("lab/flaky:v1"),
-        ],
-    ))
-    .unwrap();
+    let inspect = skopeo_inspect(&registry.destination("lab/flaky:v1"), &[]);
     assert_eq!(
         inspect["Digest"],
         image.image().manifest_digest().to_string()
@@ -877,11 +818,10 @@ fn a_failed_push_leaves_no_manifest_and_the_next_one_sends_only_the_rest() {
     let broken = image.document.layers[1].digest.to_string();
     let proxy = FaultProxy::start(
         &registry.address(),
-        vec![Rule::new(
-            Some("PUT"),
+        vec![Rule::always(
+            "PUT",
             &broken.replace(':', "%3A"),
             faults::status(500, "UNKNOWN", &[]),
-            100,
         )],
     );
     let destination = proxy.destination("lab/resume:v1");
@@ -923,20 +863,7 @@ fn a_failed_push_leaves_no_manifest_and_the_next_one_sends_only_the_rest() {
         &["--dest-tls-verify=false"],
         &Home::new(),
     ));
-    let mut sent: Vec<String> = registry
-        .uploads()
-        .into_iter()
-        .skip(before)
-        .filter(|a| a.method == "PUT")
-        .map(|a| {
-            a.target
-                .split_once("digest=")
-                .unwrap()
-                .1
-                .replace("%3A", ":")
-        })
-        .collect();
-    sent.sort();
+    let sent = blobs_put(&registry.uploads()[before..]);
     let mut missing: Vec<String> = missing.into_iter().cloned().collect();
     missing.sort();
     assert_eq!(sent, missing);
@@ -963,32 +890,12 @@ fn image_with_big_layer(size: usize) -> (tempfile::TempDir, PathBuf, Image) {
         })
         .collect();
     std::fs::write(root.join("data/blob"), bytes).unwrap();
-    let spec = PathSpec {
-        path: root.clone(),
-        rewrite: Some(Rewrite {
-            regex: format!("^{}", regex::escape(path_str(&root))),
-            repl: String::new(),
-        }),
-        perms: Vec::new(),
-    };
-    let mut history = History::default();
-    history.set_created_by(Some("big test layer".into()));
-    let layer = Layer::compute(vec![spec], history, Compression::None).unwrap();
-    let document = ImageDocument {
-        version: IMAGE_VERSION,
-        helper: env!("CARGO_BIN_EXE_nix2container").into(),
-        architecture: "amd64".into(),
-        os: "linux".into(),
-        variant: None,
-        created: images::CREATED.into(),
-        config: ConfigBuilder::default()
-            .cmd(vec!["/data/blob".to_owned()])
-            .build()
-            .unwrap(),
-        layers: vec![layer],
-    };
-    let json = dir.path().join("image.json");
-    std::fs::write(&json, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+    let layer = images::layer_at_root(&root, "big test layer", Compression::None);
+    let config = ConfigBuilder::default()
+        .cmd(vec!["/data/blob".to_owned()])
+        .build()
+        .unwrap();
+    let (json, document) = images::write_image(dir.path(), images::CREATED, config, vec![layer]);
     (dir, json, Image::from_document(document))
 }
 
@@ -996,18 +903,12 @@ fn image_with_big_layer(size: usize) -> (tempfile::TempDir, PathBuf, Image) {
 fn refused_whole_uploads_go_in_chunks() {
     let registry = Registry::start(&Options::default());
     let (dir, json, image) = image_with_big_layer(3 << 20);
-    let mut whole = Rule::new(
-        Some("PUT"),
-        "digest=",
-        faults::status(413, "SIZE_INVALID", &[]),
-        100,
-    );
+    let mut whole = Rule::always("PUT", "digest=", faults::status(413, "SIZE_INVALID", &[]));
     whole.min_body = Some(0);
-    let mut big_chunks = Rule::new(
-        Some("PATCH"),
+    let mut big_chunks = Rule::always(
+        "PATCH",
         "/blobs/uploads/",
         faults::status(413, "SIZE_INVALID", &[]),
-        100,
     );
     big_chunks.min_body = Some(1_500_000);
     let proxy = FaultProxy::start(&registry.address(), vec![whole, big_chunks]);
@@ -1036,24 +937,15 @@ fn refused_whole_uploads_go_in_chunks() {
     assert!(patches.iter().all(|a| a.status == 202), "{patches:?}");
     assert!(registry.repository_has_blob("lab/chunks", layer.digest.as_ref()));
     registry.assert_consistent();
-    let inspect: serde_json::Value = serde_json::from_str(&tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            &registry.destination("lab/chunks:v1"),
-        ],
-    ))
-    .unwrap();
+    let inspect = skopeo_inspect(&registry.destination("lab/chunks:v1"), &[]);
     assert_eq!(inspect["Digest"], image.manifest_digest().to_string());
 
     // A registry that announces a minimum chunk size gets chunks (of at
     // least that size) right away: one PATCH per blob here.
-    proxy.set_rules(vec![Rule::new(
-        Some("POST"),
+    proxy.set_rules(vec![Rule::always(
+        "POST",
         "/blobs/uploads/",
         Fault::AddHeader("OCI-Chunk-Min-Length".into(), "5242880".into()),
-        100,
     )]);
     let before = registry.accesses().len();
     succeeded(&push(
@@ -1122,17 +1014,15 @@ fn bad_input_fails_with_one_clear_sentence() {
     let proxy = FaultProxy::start(
         &address,
         vec![
-            Rule::new(
-                Some("HEAD"),
+            Rule::always(
+                "HEAD",
                 "/v2/lab/forbidden/",
                 faults::status(403, "DENIED", &[]),
-                100,
             ),
-            Rule::new(
-                Some("POST"),
+            Rule::always(
+                "POST",
                 "/v2/lab/unknown/",
                 faults::status(404, "NAME_UNKNOWN", &[]),
-                100,
             ),
         ],
     );

@@ -13,8 +13,9 @@ use nix2container::compression::Compression;
 use crate::dockerd::dockerd;
 use crate::images::{
     self, CREATED, HELLO_OUTPUT, ImageSpec, Node, TestImage, build_image, hello_image,
+    validate_layout,
 };
-use crate::util::nix2container;
+use crate::util::{nix2container, path_str, read_json, stderr_of, tool};
 
 /// `nix2container copy IMAGE DESTINATION`, run in the image's directory.
 fn copy(image: &TestImage, destination: &str) -> Output {
@@ -33,35 +34,12 @@ fn copy_command(image: &TestImage, destination: &str) -> Command {
     command
 }
 
-/// Standard error of a run that must have succeeded.
-fn succeeded(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "failed with {}\nstderr:\n{stderr}",
-        output.status
-    );
-    stderr
-}
-
-/// Runs a tool that must succeed, and returns its standard output.
-fn tool(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
+/// `copy` with the tests' dockerd as `DOCKER_HOST`.
+fn copy_with_dockerd(image: &TestImage, destination: &str) -> Output {
+    copy_command(image, destination)
+        .env("DOCKER_HOST", dockerd().host())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
+        .expect("nix2container runs")
 }
 
 /// The `Digest` skopeo reports for an image.
@@ -71,33 +49,14 @@ fn skopeo_digest(reference: &str) -> String {
     inspect["Digest"].as_str().unwrap().to_owned()
 }
 
-/// Unpacks `layout:tag` with umoci, the strictest reader (digests, sizes,
-/// media types, diff_ids), and compares the files with the image's source.
+/// Unpacks `layout:tag` with umoci and compares the files with the image's
+/// source, and the runtime config with its entrypoint.
 fn assert_unpacks_to_source(image: &TestImage, layout: &Path, tag: &str) {
     let scratch = tempfile::tempdir().unwrap();
     let bundle = scratch.path().join("bundle");
-    tool(
-        "umoci",
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:{tag}", path_str(layout)),
-            path_str(&bundle),
-        ],
-    );
-    let unpacked = images::snapshot(&bundle.join("rootfs"));
-    let expected = image.rootfs();
-    let differences: Vec<_> = expected
-        .keys()
-        .chain(unpacked.keys())
-        .filter(|path| expected.get(*path) != unpacked.get(*path))
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "{layout:?}:{tag} unpacks differently from its source at {differences:?}"
-    );
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let what = format!("{}:{tag}", layout.display());
+    images::assert_unpacks_to(&image.rootfs(), layout, tag, &bundle, &what);
+    let config = read_json(&bundle.join("config.json"));
     assert_eq!(config["process"]["args"], serde_json::json!(["/bin/hello"]));
 }
 
@@ -111,31 +70,20 @@ fn oci_layout_unpacks_validates_and_keeps_every_tag() {
     let first = hello_image(CREATED);
     let layout = first.dir().join("layout");
     let destination = format!("oci:{}:v1", layout.display());
-    let stderr = succeeded(&copy(&first, &destination));
-    assert_eq!(
-        lines_starting(&stderr, "copying layer sha256:").len(),
-        2,
-        "{stderr}"
-    );
-    assert_eq!(
-        lines_starting(&stderr, "copying config sha256:").len(),
-        1,
-        "{stderr}"
-    );
-    assert_eq!(
-        lines_starting(&stderr, "copying manifest sha256:").len(),
-        1,
-        "{stderr}"
-    );
+    let stderr = stderr_of(&copy(&first, &destination));
+    for (prefix, count) in [
+        ("copying layer sha256:", 2),
+        ("copying config sha256:", 1),
+        ("copying manifest sha256:", 1),
+    ] {
+        assert_eq!(lines_starting(&stderr, prefix).len(), count, "{stderr}");
+    }
     assert!(
         stderr.ends_with(&format!("copied image {} to {destination}\n", first.id())),
         "{stderr}"
     );
     assert_unpacks_to_source(&first, &layout, "v1");
-    tool(
-        "oci-image-tool",
-        &["validate", "--type", "image", path_str(&layout)],
-    );
+    validate_layout(&layout);
     assert_eq!(
         skopeo_digest(&format!("oci:{}:v1", layout.display())),
         first.image().manifest_digest().to_string()
@@ -144,7 +92,7 @@ fn oci_layout_unpacks_validates_and_keeps_every_tag() {
     // Another image with the same layers: only its config and manifest are
     // new, and both tags stay.
     let second = hello_image("1970-01-01T00:00:02Z");
-    let stderr = succeeded(&copy(&second, &format!("oci:{}:v2", layout.display())));
+    let stderr = stderr_of(&copy(&second, &format!("oci:{}:v2", layout.display())));
     assert_eq!(
         lines_starting(&stderr, "skipping layer").len(),
         2,
@@ -157,13 +105,10 @@ fn oci_layout_unpacks_validates_and_keeps_every_tag() {
     );
     assert_unpacks_to_source(&first, &layout, "v1");
     assert_unpacks_to_source(&second, &layout, "v2");
-    tool(
-        "oci-image-tool",
-        &["validate", "--type", "image", path_str(&layout)],
-    );
+    validate_layout(&layout);
 
     // Copying a tag again replaces it (and moves it to the end).
-    succeeded(&copy(&second, &format!("oci:{}:v1", layout.display())));
+    stderr_of(&copy(&second, &format!("oci:{}:v1", layout.display())));
     assert_eq!(
         tool("umoci", &["ls", "--layout", path_str(&layout)]),
         "v2\nv1\n"
@@ -178,7 +123,7 @@ fn oci_layout_unpacks_validates_and_keeps_every_tag() {
 fn oci_archive_reads_back_with_skopeo() {
     let image = hello_image(CREATED);
     let archive = image.dir().join("image.oci.tar");
-    succeeded(&copy(
+    stderr_of(&copy(
         &image,
         &format!("oci-archive:{}:v1", archive.display()),
     ));
@@ -200,7 +145,7 @@ fn docker_archive_loads_from_a_file_and_from_stdout() {
     let daemon = dockerd();
     let image = hello_image(CREATED);
     let archive = image.dir().join("image.docker.tar");
-    succeeded(&copy(
+    stderr_of(&copy(
         &image,
         &format!("docker-archive:{}:hello-archive:v1", archive.display()),
     ));
@@ -224,7 +169,7 @@ fn docker_archive_loads_from_a_file_and_from_stdout() {
         .output()
         .unwrap();
     let produced = producer.wait_with_output().unwrap();
-    let stderr = succeeded(&produced);
+    let stderr = stderr_of(&produced);
     assert!(stderr.contains("copying layer sha256:"), "{stderr}");
     assert!(
         String::from_utf8_lossy(&loaded.stdout).contains("Loaded image: hello-stdin:v1"),
@@ -236,13 +181,8 @@ fn docker_archive_loads_from_a_file_and_from_stdout() {
 
 #[test]
 fn docker_daemon_loads_through_the_api() {
-    let daemon = dockerd();
     let image = hello_image(CREATED);
-    let output = copy_command(&image, "docker-daemon:hello-daemon:v1")
-        .env("DOCKER_HOST", daemon.host())
-        .output()
-        .unwrap();
-    let stderr = succeeded(&output);
+    let stderr = stderr_of(&copy_with_dockerd(&image, "docker-daemon:hello-daemon:v1"));
     assert!(
         stderr.ends_with(&format!(
             "copied image {} to docker-daemon:hello-daemon:v1\n",
@@ -255,7 +195,6 @@ fn docker_daemon_loads_through_the_api() {
 
 #[test]
 fn compressed_layers_copy_to_layouts_and_load_uncompressed() {
-    let daemon = dockerd();
     let cases = [
         ("gzip", Compression::Gzip { level: 6 }),
         ("zstd", Compression::Zstd { level: 3 }),
@@ -266,7 +205,7 @@ fn compressed_layers_copy_to_layouts_and_load_uncompressed() {
             ..ImageSpec::default()
         });
         let layout = image.dir().join("layout");
-        succeeded(&copy(&image, &format!("oci:{}:v1", layout.display())));
+        stderr_of(&copy(&image, &format!("oci:{}:v1", layout.display())));
         let readable = match compression {
             // umoci 0.4.7 and oci-image-tool rc1 predate zstd: skopeo checks
             // the blobs and recompresses them, umoci checks the diff_ids.
@@ -286,19 +225,15 @@ fn compressed_layers_copy_to_layouts_and_load_uncompressed() {
             }
             _ => layout,
         };
-        tool(
-            "oci-image-tool",
-            &["validate", "--type", "image", path_str(&readable)],
-        );
+        validate_layout(&readable);
         assert_unpacks_to_source(&image, &readable, "v1");
 
         // Docker archives hold the uncompressed tars, whatever the blobs.
         let reference = format!("hello-{name}:v1");
-        let output = copy_command(&image, &format!("docker-daemon:{reference}"))
-            .env("DOCKER_HOST", daemon.host())
-            .output()
-            .unwrap();
-        succeeded(&output);
+        stderr_of(&copy_with_dockerd(
+            &image,
+            &format!("docker-daemon:{reference}"),
+        ));
         assert_runs_hello(&image, &reference);
     }
 }
@@ -343,7 +278,7 @@ const BROKEN_CASES: &[BrokenCase] = &[
         destination: |dir| format!("oci:{}/layout:v2", dir.display()),
         setup: |dir| {
             let good = hello_image(CREATED);
-            succeeded(&copy(&good, &format!("oci:{}/layout:v1", dir.display())));
+            stderr_of(&copy(&good, &format!("oci:{}/layout:v1", dir.display())));
         },
     },
     BrokenCase {
@@ -389,10 +324,7 @@ fn a_changed_store_path_fails_the_copy_and_leaves_nothing() {
             (case.setup)(&work);
             let before = images::snapshot(image.dir());
 
-            let output = copy_command(&image, &(case.destination)(&work))
-                .env("DOCKER_HOST", daemon.host())
-                .output()
-                .unwrap();
+            let output = copy_with_dockerd(&image, &(case.destination)(&work));
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(1), "{label}: {stderr}");
             let store_path = image.layer_roots[1].display().to_string();
@@ -413,11 +345,7 @@ fn assert_same_tree(
     after: &BTreeMap<PathBuf, Node>,
     label: &str,
 ) {
-    let changed: Vec<_> = before
-        .keys()
-        .chain(after.keys())
-        .filter(|path| before.get(*path) != after.get(*path))
-        .collect();
+    let changed = images::differences(before, after);
     assert!(changed.is_empty(), "{label}: the copy changed {changed:?}");
 }
 
@@ -429,10 +357,7 @@ fn an_error_in_a_200_answer_fails_the_copy() {
     let mut image = hello_image(CREATED);
     image.document.os = "windows".into();
     std::fs::write(&image.json, serde_json::to_vec(&image.document).unwrap()).unwrap();
-    let output = copy_command(&image, "docker-daemon:hello-windows:v1")
-        .env("DOCKER_HOST", daemon.host())
-        .output()
-        .unwrap();
+    let output = copy_with_dockerd(&image, "docker-daemon:hello-windows:v1");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let expected = format!(
@@ -560,7 +485,7 @@ fn archives_are_byte_identical_across_copies() {
                     .arg("--quiet")
                     .output()
                     .unwrap();
-                assert_eq!(succeeded(&output), "", "{kind}: --quiet printed something");
+                assert_eq!(stderr_of(&output), "", "{kind}: --quiet printed something");
                 std::fs::read(path).unwrap()
             })
             .collect();
@@ -570,12 +495,12 @@ fn archives_are_byte_identical_across_copies() {
     }
 
     let to_file = first.dir().join("docker.tar");
-    succeeded(&copy(
+    stderr_of(&copy(
         &first,
         &format!("docker-archive:{}:hello:v1", to_file.display()),
     ));
     let to_stdout = copy(&first, "docker-archive:-:hello:v1");
-    succeeded(&to_stdout);
+    stderr_of(&to_stdout);
     assert!(
         to_stdout.stdout == std::fs::read(to_file).unwrap(),
         "docker-archive:- differs from docker-archive:FILE"

@@ -12,5 +12,5 @@ let
 in
 {
   inherit pkgs;
-  inherit (nix2container) buildImage buildLayer;
+  inherit (nix2container) buildImage buildLayer pullImage pullImageFromManifest;
 }

@@ -23,9 +23,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-
-use crate::process::{ping, spawn_tied_to_process};
 use std::time::{Duration, Instant};
+
+use crate::process::{answers_within, spawn_tied_to_process};
+use crate::util::stdout_ok;
 
 /// How long the daemon may take to answer its first ping.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,15 +70,7 @@ impl Dockerd {
     /// Runs `docker args…`; panics with its output unless it succeeds, and
     /// returns its standard output.
     pub fn run(&self, args: &[&str]) -> String {
-        let output = self.docker().args(args).output().expect("docker runs");
-        assert!(
-            output.status.success(),
-            "docker {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        String::from_utf8(output.stdout).expect("UTF-8 output")
+        stdout_ok(self.docker().args(args))
     }
 
     /// The ID of the image `name`, or `None` if the daemon has no such image.
@@ -165,14 +158,8 @@ fn socket_base(state: &Path) -> PathBuf {
 }
 
 fn wait_until_ready(daemon: &Dockerd) {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while Instant::now() < deadline {
-        if ping(&daemon.socket) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
+    assert!(
+        answers_within(&daemon.socket, START_TIMEOUT),
         "dockerd did not answer on {} within {START_TIMEOUT:?}; its log ends with:\n{}",
         daemon.socket.display(),
         daemon.log_tail()

@@ -10,13 +10,12 @@
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::http::{self, RequestHead};
+use crate::http::{self, RequestHead, Server};
 
 /// What a matching request gets.
 #[derive(Debug, Clone)]
@@ -64,6 +63,12 @@ impl Rule {
         }
     }
 
+    /// `fault` for every `method` request whose target contains
+    /// `target_contains` (up to 100 times: more than any test sends).
+    pub fn always(method: &'static str, target_contains: &str, fault: Fault) -> Rule {
+        Rule::new(Some(method), target_contains, fault, 100)
+    }
+
     fn matches(&self, head: &RequestHead) -> bool {
         self.times > 0
             && self.method.is_none_or(|m| m == head.method)
@@ -104,48 +109,30 @@ struct Shared {
     events: Mutex<Vec<Event>>,
 }
 
-/// A running proxy.
+/// A running proxy; it stops accepting when dropped.
 pub struct FaultProxy {
-    port: u16,
+    server: Server,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
     /// A proxy to `upstream` (`host:port`) applying `rules` in order.
     pub fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
             rules: Mutex::new(rules),
             events: Mutex::new(Vec::new()),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let (thread_shared, thread_stop) = (shared.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !thread_stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let shared = thread_shared.clone();
-                        std::thread::spawn(move || {
-                            let _ = serve(stream, &shared);
-                        });
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(e) => panic!("fault proxy: {e}"),
-                }
-            }
+        let server_shared = shared.clone();
+        let server = Server::start("fault proxy", move |stream| {
+            let _ = serve(stream, &server_shared);
         });
-        FaultProxy { port, shared, stop }
+        FaultProxy { server, shared }
     }
 
     /// `127.0.0.1:PORT`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port())
     }
 
     /// `docker://127.0.0.1:PORT/<name>`.
@@ -172,14 +159,7 @@ impl FaultProxy {
     }
 }
 
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 fn serve(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
-    client.set_nonblocking(false)?;
     let Some(head) = http::read_head(&mut client)? else {
         return Ok(());
     };

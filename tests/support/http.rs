@@ -4,11 +4,65 @@
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Longest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// A server on 127.0.0.1, on a port the kernel picks: a thread accepts
+/// connections and hands each to a thread of its own. It stops accepting
+/// when dropped.
+pub struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Starts serving each connection with `handle`; `name` is for panics.
+    pub fn start(
+        name: &'static str,
+        handle: impl Fn(TcpStream) + Clone + Send + 'static,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let handle = handle.clone();
+                        std::thread::spawn(move || {
+                            stream.set_nonblocking(false).unwrap();
+                            handle(stream);
+                        });
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("{name}: {e}"),
+                }
+            }
+        });
+        Server { port, stop }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
 
 /// A request head, and the body bytes read with it.
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@
 //! static `hello` binary; a few files, modes and a symlink), computes their
 //! layers with the library, and writes the image JSON a `buildImage`
 //! derivation would write. [`snapshot`] describes a file tree, to compare
-//! what a container tool unpacked with what went in.
+//! what a container tool unpacked with what went in; [`umoci_unpack`] and
+//! [`validate_layout`] run the strictest readers of OCI layouts.
 //!
 //! Include it with `#[path = "../support/images.rs"] mod images;`. Needs a C
 //! compiler with a static libc (`gcc`, `libc6-dev`).
@@ -22,8 +23,10 @@ use nix2container::compression::Compression;
 use nix2container::document::{IMAGE_VERSION, ImageDocument};
 use nix2container::image::Image;
 use nix2container::layer::Layer;
-use nix2container::oci_spec::image::{ConfigBuilder, History};
+use nix2container::oci_spec::image::{Config, ConfigBuilder, History};
 use nix2container::tar::{PathSpec, Rewrite};
+
+use crate::util::{assert_success, path_str, tool};
 
 /// What `/bin/hello` prints.
 pub const HELLO_OUTPUT: &str = "Hello, world!\n";
@@ -123,25 +126,17 @@ pub fn build_image(spec: &ImageSpec<'_>) -> TestImage {
     set_mode(&files.join("var/empty"), 0o700);
 
     let layer_roots = vec![programs, files];
-    let document = ImageDocument {
-        version: IMAGE_VERSION,
-        helper: env!("CARGO_BIN_EXE_nix2container").into(),
-        architecture: "amd64".into(),
-        os: "linux".into(),
-        variant: None,
-        created: created.into(),
-        config: ConfigBuilder::default()
-            .entrypoint(vec!["/bin/hello".to_owned()])
-            .build()
-            .unwrap(),
-        layers: layer_roots
-            .iter()
-            .enumerate()
-            .map(|(index, root)| layer_at_root(root, index, compression))
-            .collect(),
-    };
-    let json = dir.path().join("image.json");
-    std::fs::write(&json, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+    let layers = layer_roots
+        .iter()
+        .enumerate()
+        // Not the path: images made from different directories are identical.
+        .map(|(index, root)| layer_at_root(root, &format!("test layer {index}"), compression))
+        .collect();
+    let config = ConfigBuilder::default()
+        .entrypoint(vec!["/bin/hello".to_owned()])
+        .build()
+        .unwrap();
+    let (json, document) = write_image(dir.path(), created, config, layers);
     TestImage {
         dir,
         json,
@@ -150,31 +145,44 @@ pub fn build_image(spec: &ImageSpec<'_>) -> TestImage {
     }
 }
 
+/// Writes the image JSON a `buildImage` derivation would write for
+/// `layers` and `config` to `dir/image.json`; returns its path and the
+/// document.
+pub fn write_image(
+    dir: &Path,
+    created: &str,
+    config: Config,
+    layers: Vec<Layer>,
+) -> (PathBuf, ImageDocument) {
+    let document = ImageDocument {
+        version: IMAGE_VERSION,
+        helper: env!("CARGO_BIN_EXE_nix2container").into(),
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        variant: None,
+        created: created.into(),
+        config,
+        layers,
+        history: None,
+    };
+    let json = dir.join("image.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+    (json, document)
+}
+
 /// The layer of `root`, with `root`'s contents at `/`.
-fn layer_at_root(root: &Path, index: usize, compression: Compression) -> Layer {
+pub fn layer_at_root(root: &Path, created_by: &str, compression: Compression) -> Layer {
     let spec = PathSpec {
         path: root.to_path_buf(),
         rewrite: Some(Rewrite {
-            regex: format!("^{}", regex_escape(&root.to_string_lossy())),
+            regex: format!("^{}", regex::escape(&root.to_string_lossy())),
             repl: String::new(),
         }),
         perms: Vec::new(),
     };
     let mut history = History::default();
-    // Not the path: images made from different directories are identical.
-    history.set_created_by(Some(format!("test layer {index}")));
+    history.set_created_by(Some(created_by.to_owned()));
     Layer::compute(vec![spec], history, compression).unwrap()
-}
-
-fn regex_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -200,11 +208,7 @@ pub fn hello_binary() -> &'static Path {
             .arg(&source)
             .output()
             .expect("gcc runs (apt-get install gcc libc6-dev)");
-        assert!(
-            output.status.success(),
-            "gcc -static failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&output, "gcc -static");
         // Other test processes may be compiling too: publish atomically.
         let binary = dir.join("hello");
         std::fs::rename(&temporary, &binary).unwrap();
@@ -265,4 +269,57 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
             (entry.path().strip_prefix(root).unwrap().to_path_buf(), node)
         })
         .collect()
+}
+
+/// The paths at which two snapshots differ.
+pub fn differences<'a>(
+    before: &'a BTreeMap<PathBuf, Node>,
+    after: &'a BTreeMap<PathBuf, Node>,
+) -> Vec<&'a PathBuf> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(|path| before.get(*path) != after.get(*path))
+        .collect()
+}
+
+/// Unpacks the image `tag` of the OCI layout `layout` into the bundle
+/// `bundle` with umoci, the strictest reader (digests, sizes, media types,
+/// diff_ids); returns the bundle's root file system.
+pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:{tag}", path_str(layout)),
+            path_str(bundle),
+        ],
+    );
+    bundle.join("rootfs")
+}
+
+/// Checks the OCI layout `layout` with oci-image-tool.
+pub fn validate_layout(layout: &Path) {
+    tool(
+        "oci-image-tool",
+        &["validate", "--type", "image", path_str(layout)],
+    );
+}
+
+/// Unpacks `layout:tag` into `bundle` as [`umoci_unpack`] does, and asserts
+/// that the files are `expected`; `what` names the image in the message.
+pub fn assert_unpacks_to(
+    expected: &BTreeMap<PathBuf, Node>,
+    layout: &Path,
+    tag: &str,
+    bundle: &Path,
+    what: &str,
+) {
+    let unpacked = snapshot(&umoci_unpack(layout, tag, bundle));
+    let differences = differences(expected, &unpacked);
+    assert!(
+        differences.is_empty(),
+        "{what} unpacks differently from its source at {differences:?}"
+    );
 }

@@ -7,9 +7,11 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-/// Spawns `command` so that it gets `SIGTERM` when this process exits.
-pub fn spawn_tied_to_process(mut command: Command, what: &str) {
+/// Makes `command`'s process get `SIGTERM` when the thread that spawns it
+/// exits (`PR_SET_PDEATHSIG`).
+pub fn terminate_with_spawning_thread(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of ours.
     unsafe {
         command.pre_exec(|| {
@@ -19,6 +21,11 @@ pub fn spawn_tied_to_process(mut command: Command, what: &str) {
             Ok(())
         });
     }
+}
+
+/// Spawns `command` so that it gets `SIGTERM` when this process exits.
+pub fn spawn_tied_to_process(mut command: Command, what: &str) {
+    terminate_with_spawning_thread(&mut command);
     let (spawned, result) = mpsc::channel();
     std::thread::Builder::new()
         .name(what.into())
@@ -47,4 +54,16 @@ pub fn ping(socket: &Path) -> bool {
         .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
         .and_then(|()| stream.read_to_string(&mut answer))
         .is_ok_and(|_| answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
+}
+
+/// Whether [`ping`] on `socket` succeeds within `timeout`.
+pub fn answers_within(socket: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !ping(socket) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }

@@ -17,10 +17,12 @@
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::process::terminate_with_spawning_thread;
+use crate::util::run_ok;
 
 /// How long the registry may take to log its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -115,16 +117,18 @@ impl Registry {
             options.relative_urls
         );
         if options.tls {
-            run(Command::new("openssl")
-                .args([
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                ])
-                .args(["-subj", "/CN=127.0.0.1"])
-                .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-                .arg("-keyout")
-                .arg(root.join("key.pem"))
-                .arg("-out")
-                .arg(root.join("cert.pem")));
+            run_ok(
+                Command::new("openssl")
+                    .args([
+                        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    ])
+                    .args(["-subj", "/CN=127.0.0.1"])
+                    .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+                    .arg("-keyout")
+                    .arg(root.join("key.pem"))
+                    .arg("-out")
+                    .arg(root.join("cert.pem")),
+            );
             std::fs::create_dir(root.join("certs.d")).unwrap();
             std::fs::copy(root.join("cert.pem"), root.join("certs.d/ca.crt")).unwrap();
             http.push_str(&format!(
@@ -171,15 +175,7 @@ impl Registry {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(root.join("access.log")).unwrap())
             .stderr(std::fs::File::create(root.join("registry.log")).unwrap());
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        terminate_with_spawning_thread(&mut command);
         let child = command
             .spawn()
             .expect("docker-registry runs (apt-get install docker-registry)");
@@ -273,47 +269,38 @@ impl Registry {
 
     /// The tags of `repository`, from the storage.
     pub fn tags(&self, repository: &str) -> Vec<String> {
-        let dir = self
-            .storage()
-            .join("repositories")
-            .join(repository)
-            .join("_manifests/tags");
-        let mut tags: Vec<String> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        tags.sort();
-        tags
+        sorted_names(&self.repository(repository).join("_manifests/tags"))
     }
 
     /// The manifests `repository` holds (by digest), from the storage.
     pub fn manifests(&self, repository: &str) -> Vec<String> {
-        let dir = self
-            .storage()
-            .join("repositories")
-            .join(repository)
-            .join("_manifests/revisions/sha256");
-        let mut digests: Vec<String> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        digests.sort();
-        digests
+        sorted_names(
+            &self
+                .repository(repository)
+                .join("_manifests/revisions/sha256"),
+        )
+        .into_iter()
+        .map(|hex| format!("sha256:{hex}"))
+        .collect()
     }
 
-    /// Whether the registry stores the blob `digest` at all.
-    pub fn has_blob(&self, digest: &str) -> bool {
+    fn repository(&self, repository: &str) -> PathBuf {
+        self.storage().join("repositories").join(repository)
+    }
+
+    /// Where the registry stores the blob `digest`.
+    fn blob_data(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
         self.storage()
             .join("blobs/sha256")
             .join(&hex[..2])
             .join(hex)
             .join("data")
-            .is_file()
+    }
+
+    /// Whether the registry stores the blob `digest` at all.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_data(digest).is_file()
     }
 
     /// Whether `repository` links the blob `digest` (HEAD would find it).
@@ -321,9 +308,7 @@ impl Registry {
         let hex = digest.strip_prefix("sha256:").unwrap();
         self.has_blob(digest)
             && self
-                .storage()
-                .join("repositories")
-                .join(repository)
+                .repository(repository)
                 .join("_layers/sha256")
                 .join(hex)
                 .join("link")
@@ -339,15 +324,9 @@ impl Registry {
         };
         for repository in walk {
             for manifest in self.manifests(&repository) {
-                let hex = manifest.strip_prefix("sha256:").unwrap();
-                let bytes = std::fs::read(
-                    self.storage()
-                        .join("blobs/sha256")
-                        .join(&hex[..2])
-                        .join(hex)
-                        .join("data"),
-                )
-                .unwrap_or_else(|e| panic!("{repository}: manifest {manifest} unreadable: {e}"));
+                let bytes = std::fs::read(self.blob_data(&manifest)).unwrap_or_else(|e| {
+                    panic!("{repository}: manifest {manifest} unreadable: {e}")
+                });
                 let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
                 let mut digests = vec![value["config"]["digest"].as_str().unwrap().to_owned()];
                 for layer in value["layers"].as_array().unwrap() {
@@ -369,6 +348,18 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The names of the entries of `dir`, sorted; none if it does not exist.
+fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
 }
 
 /// The repositories under `root`: directories holding `_manifests`.
@@ -397,13 +388,4 @@ fn parse_access(line: &str) -> Option<Access> {
         target,
         status,
     })
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().expect("the tool runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -17,20 +17,19 @@
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
-use std::io::ErrorKind;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
-use crate::http;
+use crate::http::{self, Server};
+use crate::registry_server::Auth;
+use crate::util::{run_ok, since_epoch};
 
 /// The `service` tokens are for.
 pub const SERVICE: &str = "n2c-test-registry";
@@ -60,12 +59,11 @@ struct Shared {
     requests: Mutex<Vec<TokenRequest>>,
 }
 
-/// A running token issuer.
+/// A running token issuer; it stops accepting when dropped.
 pub struct TokenIssuer {
-    port: u16,
+    server: Server,
     certificate: PathBuf,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
 }
 
 impl TokenIssuer {
@@ -74,18 +72,17 @@ impl TokenIssuer {
     pub fn start(dir: &Path, users: &[(&str, &str)], denied_prefix: &str) -> TokenIssuer {
         let key = dir.join("token-key.pem");
         let certificate = dir.join("token-cert.pem");
-        let output = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=n2c-token-issuer"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&certificate)
-            .output()
-            .expect("openssl runs");
-        assert!(output.status.success(), "{output:?}");
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=n2c-token-issuer"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&certificate),
+        );
         let key_der = pem_body(&std::fs::read_to_string(&key).unwrap(), "PRIVATE KEY");
         let shared = Arc::new(Shared {
             key: RsaKeyPair::from_pkcs8(&key_der).expect("openssl writes PKCS#8 RSA keys"),
@@ -100,36 +97,18 @@ impl TokenIssuer {
             denied_prefix: denied_prefix.to_owned(),
             requests: Mutex::new(Vec::new()),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (thread_shared, thread_stop) = (shared.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !thread_stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let shared = thread_shared.clone();
-                        std::thread::spawn(move || serve(stream, &shared));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => panic!("token issuer: {e}"),
-                }
-            }
-        });
+        let server_shared = shared.clone();
+        let server = Server::start("token issuer", move |stream| serve(stream, &server_shared));
         TokenIssuer {
-            port,
+            server,
             certificate,
             shared,
-            stop,
         }
     }
 
     /// The realm URL to configure in the registry.
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        format!("http://127.0.0.1:{}/token", self.server.port())
     }
 
     /// The signing certificate: the registry's `rootcertbundle`.
@@ -137,15 +116,19 @@ impl TokenIssuer {
         &self.certificate
     }
 
+    /// The registry configuration that trusts this issuer.
+    pub fn registry_auth(&self) -> Auth {
+        Auth::Token {
+            realm: self.realm(),
+            service: SERVICE.into(),
+            issuer: ISSUER.into(),
+            certificate: self.certificate.clone(),
+        }
+    }
+
     /// The token requests so far.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for TokenIssuer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -159,7 +142,6 @@ fn pem_body(pem: &str, label: &str) -> Vec<u8> {
 }
 
 fn serve(mut stream: TcpStream, shared: &Shared) {
-    stream.set_nonblocking(false).unwrap();
     let Ok(Some(head)) = http::read_head(&mut stream) else {
         return;
     };
@@ -219,10 +201,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
 
 /// A JWT granting `scopes` to `subject` (anonymous users get nothing).
 fn sign(shared: &Shared, subject: Option<&str>, scopes: &[String]) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = since_epoch().as_secs();
     let access: Vec<serde_json::Value> = scopes
         .iter()
         .filter(|_| subject.is_some())

@@ -1,8 +1,8 @@
 # An image that Nix can run in: a Nix database registering every store
 # path of the image (hello's, from its own layer, included). With a real
 # nixpkgs, pkgs.nix is added, so `nix-store -qR` works in the container;
-# the tests' offline package set has no Nix and checks the database from
-# outside.
+# the tests' offline package set has no Nix, so they lend the machine's Nix
+# to the container to query the database there.
 { pkgs, buildImage, buildLayer }:
 
 buildImage {

@@ -684,6 +684,42 @@ fn upstream_165_nix_database_registers_exactly_the_store_paths_of_the_image() {
     assert_eq!(hash, tool("nix-store", &["-q", "--hash", &hello]));
 }
 
+/// Nix inside the container reads the image's database. The offline
+/// package set has no Nix, so the machine's (a dynamically linked build) is
+/// lent to the container with the libraries it needs, read-only.
+#[test]
+fn nix_store_queries_the_database_inside_the_container() {
+    load(&example("nix"), "nix-db:latest");
+    let hello = package("hello");
+    let query = |args: &str| {
+        dockerd().run(&[
+            "run",
+            "--rm",
+            "--volume=/usr:/usr:ro",
+            "--volume=/usr/lib:/lib:ro",
+            "--volume=/usr/lib64:/lib64:ro",
+            "--env=NIX_CONFIG=build-users-group =",
+            // The image has no /etc/passwd to name uid 0.
+            "--env=USER=root",
+            "nix-db:latest",
+            "/bin/bash",
+            "-c",
+            &format!("/usr/bin/nix-store {args}"),
+        ])
+    };
+    let references: BTreeSet<String> = query(&format!("-qR {hello}"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(references, closure(&[&hello]));
+    assert_eq!(
+        query(&format!("-q --hash {hello}")),
+        tool("nix-store", &["-q", "--hash", &hello])
+    );
+    let verify = query("--verify --check-contents 2>&1");
+    assert!(!verify.contains("error"), "{verify}");
+}
+
 #[test]
 fn nix_user_example_owns_nix_and_runs_as_that_user() {
     let image_path = example("nix-user");

@@ -192,10 +192,19 @@ fn pull(source: &str, dir: &Path, args: &[&str]) -> String {
     line.trim_end_matches("\";").to_owned()
 }
 
-/// A `pullImage` expression for `name@digest` on `registry`.
+/// A `pullImage` expression for `name@digest` on `registry`. A TLS
+/// registry's certificate is checked, with its CA as `sslCertFile` (copied
+/// into the store, so that the sandbox sees it).
 fn pull_image(registry: &Registry, name: &str, digest: &str, sha256: &str, extra: &str) -> String {
+    let tls = match registry.ca_certificate() {
+        Some(ca) => format!(
+            r#"tlsVerify = true; sslCertFile = "${{{}}}";"#,
+            ca.display()
+        ),
+        None => "tlsVerify = false;".to_owned(),
+    };
     format!(
-        r#"t.pullImage {{ imageName = "{}/{name}"; imageDigest = "{digest}"; sha256 = "{sha256}"; tlsVerify = false; {extra} }}"#,
+        r#"t.pullImage {{ imageName = "{}/{name}"; imageDigest = "{digest}"; sha256 = "{sha256}"; {tls} {extra} }}"#,
         registry.address()
     )
 }
@@ -645,13 +654,15 @@ fn pull_image_chooses_the_platform_and_explains_wrong_hashes() {
 
 /// Upstream #40, #85: a private registry. Credentials come from
 /// /etc/skopeo/auth.json, bind-mounted into the sandbox with
-/// extra-sandbox-paths; without them the build fails saying so.
+/// extra-sandbox-paths; without them the build fails saying so. The
+/// registry serves HTTPS, checked in the sandbox against `sslCertFile`.
 #[test]
 fn upstream_40_pull_image_from_a_private_registry_with_an_auth_file() {
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let issuer = TokenIssuer::start(scratch.path(), &[(USER, PASSWORD)], "forbidden/");
     let registry = Registry::start(&Options {
         auth: issuer.registry_auth(),
+        tls: true,
         ..Options::default()
     });
     let creds = format!("{USER}:{PASSWORD}");

@@ -226,6 +226,11 @@ impl Registry {
         self.dir.path().join("certs.d")
     }
 
+    /// The CA certificate clients must trust, for a TLS registry.
+    pub fn ca_certificate(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.cert_dir().join("ca.crt"))
+    }
+
     /// A scratch directory that lives as long as the registry.
     pub fn scratch(&self) -> PathBuf {
         let dir = self.dir.path().join("scratch");

@@ -629,6 +629,35 @@ fn basic_auth_over_tls_from_every_credential_source() {
     );
 }
 
+/// The README's `copyToRegistry`: the image's name says where it goes, and
+/// the script hands credentials and TLS options on to `copy`.
+#[test]
+fn copy_to_registry_pushes_to_the_image_name_with_credentials_and_tls() {
+    let registry = Registry::start(&Options {
+        tls: true,
+        auth: Auth::Htpasswd,
+        ..Options::default()
+    });
+    let name = format!("{}/lab/scripted", registry.address());
+    let package = crate::nix::build_expr(&format!(
+        r#"(t.buildImage {{ name = "{name}"; tag = "v1"; config.Cmd = [ "${{t.pkgs.hello}}/bin/hello" ]; }}).copyToRegistry"#
+    ));
+    let creds = format!("{USER}:{PASSWORD}");
+    let cert_dir = registry.cert_dir();
+    let home = Home::new();
+    let mut command = Command::new(package.join("bin/copy-to-registry"));
+    command.args([
+        "--dest-creds",
+        &creds,
+        "--dest-cert-dir",
+        path_str(&cert_dir),
+    ]);
+    home.apply(&mut command);
+    succeeded(&command.output().unwrap());
+    let pushed = skopeo_inspect(&format!("docker://{name}:v1"), &["--creds", &creds]);
+    assert_eq!(pushed["Layers"].as_array().unwrap().len(), 1, "{pushed}");
+}
+
 #[test]
 fn token_auth_scopes_mounts_and_denials() {
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

@@ -23,6 +23,8 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 QUICK=0
 FORMAT=table
@@ -53,16 +55,6 @@ else
 fi
 
 now_us() { echo "${EPOCHREALTIME/./}"; }
-median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
-secs() { awk -v us="$1" 'BEGIN { printf "%.2f s", us / 1e6 }'; }
-verdict() {
-  if ((QUICK)); then echo "$4"; return; fi
-  if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { exit !((op == "ge" && v >= l) || (op == "le" && v <= l)) }'; then
-    echo "$4: met"
-  else
-    echo "$4: **not met**"
-  fi
-}
 ROWS=()
 NOTES=()
 
@@ -103,7 +95,7 @@ if [[ $(nproc) -ge 2 ]]; then
     one=$(layers 0 "$compression")
     two=$(layers 0,1 "$compression")
     r=$(awk -v a="$one" -v b="$two" 'BEGIN { printf "%.2f", a / b }')
-    ROWS+=("| image of 4 layers of $LAYER_MIB MiB, $compression: 2 cores vs 1 core (speed-up) | $(secs "$two") on 2 cores | $(secs "$one") on 1 core | ${r}× | $(verdict "$r" ge 1.7 "≥ 1.7×") |")
+    ROWS+=("| image of 4 layers of $LAYER_MIB MiB, $compression: 2 cores vs 1 core (speed-up) | $(seconds "$two") on 2 cores | $(seconds "$one") on 1 core | ${r}× | $(verdict "$r" ge 1.7 "≥ 1.7×") |")
   done
 else
   ROWS+=("| image of 4 layers: 2 cores vs 1 core | n/a: one core |  |  | ≥ 1.7× |")
@@ -155,7 +147,7 @@ if ((NIX_ROWS)); then
   done
   w=$(median "${with[@]}") a=$(median "${alone[@]}")
   r=$(awk -v a="$w" -v b="$a" 'BEGIN { printf "%.2f", a / b }')
-  ROWS+=("| rebuild after an app change, $DEPS_MIB MiB dependency layer, vs the app-only image (\`nix-build\`, evaluation included) | $(secs "$w") | $(secs "$a") | ${r}× | $(verdict "$r" le 1.5 "≤ 1.5×") |")
+  ROWS+=("| rebuild after an app change, $DEPS_MIB MiB dependency layer, vs the app-only image (\`nix-build\`, evaluation included) | $(seconds "$w") | $(seconds "$a") | ${r}× | $(verdict "$r" le 1.5 "≤ 1.5×") |")
 
   # What the image adds to the store: the outputs of the derivations the
   # helper builds (image JSON, layer documents, config), found in the

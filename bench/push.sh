@@ -29,6 +29,8 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 QUICK=0
 FORMAT=table
@@ -267,15 +269,6 @@ run "one layer changed, fresh machine" "skopeo copy oci: docker://, empty cache"
 image_mib=$(jq '[.layers[].size] | add / 1048576 | . * 10 | round / 10' "$WORK/image.json")
 tar_mib=$(jq '[.layers[].tar_size] | add / 1048576 | . * 10 | round / 10' "$WORK/image.json")
 
-# verdict RATIO_OR_VALUE OP LIMIT TEXT, as in bench/layers.
-verdict() {
-  if ((QUICK)); then echo "$4"; return; fi
-  if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { exit !((op == "le" && v <= l) || (op == "lt" && v < l)) }'; then
-    echo "$4: met"
-  else
-    echo "$4: **not met**"
-  fi
-}
 cell() { echo "${SECONDS_OF[$1]} s (${BLOBS_OF[$1]} blobs, ${MIB_OF[$1]} MiB sent)"; }
 ratio() { awk -v a="${SECONDS_OF[$1]}" -v b="${SECONDS_OF[$2]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 skopeo_cmd='`skopeo copy oci:… docker://…`'

@@ -152,6 +152,26 @@ fn skopeo_push(layout: &Path, tag: &str, destination: &str, extra: &[&str]) {
     tool("skopeo", &args);
 }
 
+/// A base pushed by skopeo: a registry of its own holding the base
+/// layout's `tag` as `name`, and the scratch directory with the layout.
+struct PushedBase {
+    registry: Registry,
+    scratch: tempfile::TempDir,
+    layout: PathBuf,
+}
+
+fn pushed_base(tag: &str, name: &str) -> PushedBase {
+    let registry = Registry::start(&Options::default());
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let layout = base_layout(scratch.path());
+    skopeo_push(&layout, tag, &registry.destination(name), &[]);
+    PushedBase {
+        registry,
+        scratch,
+        layout,
+    }
+}
+
 /// The digest of the manifest (or index) `reference` names, as skopeo
 /// reads it.
 fn manifest_digest(reference: &str, extra: &[&str]) -> String {
@@ -267,10 +287,11 @@ fn layer_digests(image: &Value) -> Vec<String> {
 /// without sending the base layers again.
 #[test]
 fn upstream_79_207_209_pull_image_builds_runs_and_pushes_by_reference() {
-    let registry = Registry::start(&Options::default());
-    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let layout = base_layout(scratch.path());
-    skopeo_push(&layout, "amd64", &registry.destination("base:v1"), &[]);
+    let PushedBase {
+        registry,
+        scratch,
+        layout,
+    } = pushed_base("amd64", "base:v1");
     let digest = manifest_digest(&registry.destination("base:v1"), &[]);
     assert_eq!(digest, layout_digest(&layout, "amd64"));
 
@@ -467,10 +488,11 @@ fn upstream_79_207_209_pull_image_builds_runs_and_pushes_by_reference() {
 /// blob, whose hash is the blob's digest.
 #[test]
 fn pull_image_from_manifest_with_get_manifest_from_an_index() {
-    let registry = Registry::start(&Options::default());
-    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let layout = base_layout(scratch.path());
-    skopeo_push(&layout, "multi", &registry.destination("lab/multi:v1"), &[]);
+    let PushedBase {
+        registry,
+        scratch,
+        layout,
+    } = pushed_base("multi", "lab/multi:v1");
 
     let from_manifest = |manifest: &str, extra: &str| {
         format!(
@@ -572,10 +594,11 @@ fn pull_image_from_manifest_with_get_manifest_from_an_index() {
 /// fails with Nix's hash mismatch and says which one is right.
 #[test]
 fn pull_image_chooses_the_platform_and_explains_wrong_hashes() {
-    let registry = Registry::start(&Options::default());
-    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let layout = base_layout(scratch.path());
-    skopeo_push(&layout, "multi", &registry.destination("multi:v1"), &[]);
+    let PushedBase {
+        registry,
+        scratch,
+        layout,
+    } = pushed_base("multi", "multi:v1");
     let index = manifest_digest(&registry.destination("multi:v1"), &[]);
     assert_eq!(index, layout_digest(&layout, "multi"));
 
